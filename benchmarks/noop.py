@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""No-op cost of the classroom graph against doit's own start-up.
+
+Runs, interleaved so that machine noise hits both alike, `doit list` and a
+no-op `doit` (everything up to date) on this project and on a bare dodo.py
+with one task, and prints the medians as a Markdown table.
+
+    .venv/bin/python benchmarks/noop.py [--runs 21]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BARE_DODO = '''
+def task_hello():
+    """The one task."""
+    return {"actions": ["true"], "uptodate": [True]}
+'''
+
+
+def timed(cmd, cwd, env) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=21)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "bare").mkdir()
+        (tmp / "bare" / "dodo.py").write_text(BARE_DODO)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CLASSTOOLS_")}
+        env.update(CLASSTOOLS_DEP_FILE=str(tmp / "state.json"),
+                   CLASSTOOLS_SECRETS_FILE=str(tmp / "secrets.yaml"))
+        doit = [sys.executable, "-m", "doit"]
+        cases = {
+            "python -c pass": ([sys.executable, "-c", "pass"], tmp),
+            "bare dodo.py: doit list": (doit + ["list"], tmp / "bare"),
+            "classroom: doit list": (doit + ["-f", str(REPO / "dodo.py"), "list"], REPO),
+            "bare dodo.py: doit (no-op)": (doit + ["--db-file", str(tmp / "bare.db")], tmp / "bare"),
+            "classroom: doit (no-op)": (doit + ["-f", str(REPO / "dodo.py")], REPO),
+        }
+        for cmd, cwd in cases.values():  # warm caches and bring every task up to date
+            subprocess.run(cmd, cwd=cwd, env=env, check=True, capture_output=True)
+        times = {name: [] for name in cases}
+        for _ in range(args.runs):
+            for name, (cmd, cwd) in cases.items():
+                times[name].append(timed(cmd, cwd, env))
+
+    print(f"| command | median (ms) | min (ms) | runs |\n|---|---:|---:|---:|")
+    for name, samples in times.items():
+        print(f"| {name} | {statistics.median(samples) * 1000:.0f} | {min(samples) * 1000:.0f} | {len(samples)} |")
+
+
+if __name__ == "__main__":
+    main()

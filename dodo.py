@@ -1,0 +1,23 @@
+"""Class Tools: the classroom's build graph.
+
+    config/ --validated--> secrets
+            (images, chart and releases join this chain stage by stage)
+
+Config is validated when this file loads, so every doit command (`doit`,
+`doit list`, `doit info`, ...) refuses bad input before any task runs.
+Heavy libraries (docker, google.cloud) are imported inside actions only:
+a no-op `doit` costs little more than doit's own start-up.
+"""
+
+from pathlib import Path
+
+from tasks import config as classroom, secretstore
+
+CONFIG = classroom.load_or_exit()
+DOIT_CONFIG = classroom.doit_settings(CONFIG)
+Path(DOIT_CONFIG["dep_file"]).parent.mkdir(parents=True, exist_ok=True)
+
+
+def task_secrets():
+    """Generate missing tokens and passwords into a 0600 file; values never printed."""
+    return secretstore.task_dict(CONFIG)

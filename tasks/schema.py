@@ -1,0 +1,204 @@
+"""Cerberus schemas of the three config files, with their defaults.
+
+Every key a course's staff may write is listed here; anything else is
+rejected.  `fmt` names an entry of `tasks.formats.FORMATS`; the validator
+turns it into a check with a readable expectation.  Values that YAML may
+type differently depending on quoting (`port: "636"` vs `port: 636`) are
+coerced, so that quoting never changes what a task sees.
+"""
+
+from __future__ import annotations
+
+
+def _to_int(value):
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return value
+
+
+def _to_number(value):
+    if isinstance(value, str):
+        try:
+            return float(value.strip()) if "." in value else int(value.strip())
+        except ValueError:
+            return value
+    return value
+
+
+def _to_str(value):
+    # Scalars written without quotes (`value: true`, `value: 3`) are still strings
+    # where a string is expected, e.g. build args and node label values.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return value
+
+
+def _to_bool(value):
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "yes", "no"):
+        return value.strip().lower() in ("true", "yes")
+    return value
+
+
+def string(fmt=None, *, default=None, required=False, empty=False, allowed=None):
+    rule = {"type": "string", "coerce": _to_str, "empty": empty}
+    if fmt:
+        rule["check_with"] = fmt
+    if allowed:
+        rule["allowed"] = list(allowed)
+    if required:
+        rule["required"] = True
+    elif default is not None:
+        rule["default"] = default
+    return rule
+
+
+def optional(fmt=None):
+    """A string that may be empty ("" = not set)."""
+    return string(fmt, default="", empty=True)
+
+
+def integer(default, minimum=None, maximum=None):
+    rule = {"type": "integer", "coerce": _to_int, "default": default}
+    if minimum is not None:
+        rule["min"] = minimum
+    if maximum is not None:
+        rule["max"] = maximum
+    return rule
+
+
+def number(default, minimum=0):
+    return {"type": "number", "coerce": _to_number, "default": default, "min": minimum}
+
+
+def boolean(default):
+    return {"type": "boolean", "coerce": _to_bool, "default": default}
+
+
+def string_list(fmt, *, default=(), minlength=None, required=False):
+    rule = {"type": "list", "schema": string(fmt)}
+    if required:
+        rule["required"] = True
+    else:
+        rule["default"] = list(default)
+    if minlength is not None:
+        rule["minlength"] = minlength
+    return rule
+
+
+def section(schema):
+    """A mapping whose keys all have defaults, so the whole section may be left out."""
+    return {"type": "dict", "default": {}, "schema": schema}
+
+
+CLASSROOM = {
+    "profile": string(default="local", allowed=("local", "gke")),
+    "release": section({
+        "name": string("dns_label", default="classroom"),
+        "namespace": string("dns_label", default="classroom"),
+    }),
+    "images": section({
+        # "" keeps images in the local Docker Engine (local profile only).
+        "registry": optional("registry"),
+        "base_image": string("image_ref", default="debian:bookworm-slim"),
+    }),
+    "build": section({
+        "platform": string("platform", default="linux/amd64"),
+        # An extra CA bundle for builds behind a TLS-intercepting (campus) proxy,
+        # passed to BuildKit as a secret, never copied into a layer.
+        "ca_bundle": optional("path"),
+        "args": {"type": "dict", "default": {},
+                 "keysrules": string("build_arg_name"),
+                 "valuesrules": {"type": "string", "coerce": _to_str}},
+    }),
+    "buckets": section({
+        "charts": string("bucket_url", default="file://.classroom/buckets/charts"),
+        "data": string("bucket_url", default="file://.classroom/buckets/data"),
+    }),
+    "gcp": section({
+        "project": optional("gcp_project"),
+        "region": string("gcp_region", default="us-central1"),
+        "zone": string("gcp_zone", default="us-central1-a"),
+        "cluster": optional("gcp_name"),
+    }),
+    "hub": section({
+        "domain": optional("hostname"),
+        "static_ip_name": string("gcp_name", default="classroom-hub"),
+        "node_label": string("node_label", default="hub-node=true"),
+        "start_timeout": integer(300, minimum=30, maximum=3600),
+        "tls": section({
+            "mode": string(default="none", allowed=("autohttps", "ingress", "none")),
+            "email": optional("email"),
+            "acme_server": string(default="production", allowed=("production", "staging")),
+        }),
+    }),
+    "auth": section({
+        "type": string(default="dummy", allowed=("ldap", "dummy")),
+        "admin_users": string_list("username"),
+        "ldap": section({
+            "server": optional("hostname"),
+            "port": integer(636, minimum=1, maximum=65535),
+            "bind_dn_templates": string_list("bind_dn_template"),
+            "tls_strategy": string(default="on_connect",
+                                   allowed=("on_connect", "before_bind", "insecure")),
+            # Only for directories that refuse anonymous search: the DN to search as.
+            # Its password is the secret ldap_bind_password, never a config value.
+            "search_user": optional("text"),
+            "allowed_groups": string_list("text"),
+        }),
+    }),
+    "exchange": section({
+        "storage": string(default="nfs", allowed=("nfs", "storage_class")),
+        "storage_class": optional("dns_label"),
+        "size": string("k8s_quantity", default="10Gi"),
+    }),
+    "culling": section({
+        "enabled": boolean(True),
+        "timeout": integer(3600, minimum=60),
+        "every": integer(600, minimum=30),
+    }),
+    "resources": section({
+        "cpu_guarantee": number(0.25),
+        "cpu_limit": number(2),
+        "memory_guarantee": string("k8s_quantity", default="512Mi"),
+        "memory_limit": string("k8s_quantity", default="2Gi"),
+        "home_storage": string("k8s_quantity", default="10Gi"),
+    }),
+    "state": section({
+        "dep_file": string("path", default=".doit/classroom.json"),
+        "backend": string(default="json", allowed=("json", "dbm", "sqlite3")),
+    }),
+}
+
+COURSES = {
+    "courses": {
+        "type": "list", "required": True,
+        "schema": {"type": "dict", "schema": {
+            "name": string("course_name", required=True),
+            "title": optional("text"),
+            "repo": string("git_url", required=True),
+            "ref": string("git_ref", default="main"),
+            "instructors": string_list("username", required=True, minlength=1),
+            "students": string_list("username"),
+            "packages": string_list("pip_requirement"),
+        }},
+    },
+}
+
+DATA = {
+    "datasets": {
+        "type": "list", "required": True,
+        "schema": {"type": "dict", "schema": {
+            "name": string("dns_label", required=True),
+            "source": string("data_source", required=True),
+            "description": optional("text"),
+        }},
+    },
+}
+
+FILES = {
+    "classroom.yaml": CLASSROOM,
+    "courses.yaml": COURSES,
+    "data.yaml": DATA,
+}

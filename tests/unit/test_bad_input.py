@@ -1,0 +1,252 @@
+"""Bad config never gets past `doit`: one clear line per problem, exit 3, no traceback.
+
+Each case writes one or more config files into a fresh copy of the committed
+config and runs the real `doit list`.  The expected lines are the contract
+with a course's staff: they are written out in full here on purpose.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+COURSE = """courses:
+  - name: intro
+    repo: https://github.com/example/intro.git
+    instructors: [alice]
+"""
+
+GKE = """profile: gke
+images:
+  registry: europe-docker.pkg.dev/uni-ds/classroom
+buckets: {charts: gs://uni-ds-charts, data: gs://uni-ds-data}
+gcp: {project: uni-ds, cluster: classroom}
+hub:
+  domain: hub.uni.example.edu
+"""
+CLASSROOM_KEYS = ("profile, release, images, build, buckets, gcp, hub, auth, exchange, "
+                  "culling, resources, state")
+DNS_LABEL = ("a DNS-1123 label (lowercase letters, digits and '-', starting and ending with a "
+             "letter or digit, at most 63 characters)")
+LOGIN = "a login name (lowercase letters, digits, '.', '_', '@' and '-', at most 64 characters)"
+GIT_URL = ("a git URL (https://HOST/PATH, ssh://HOST/PATH, git://HOST/PATH, file:///PATH or "
+           "USER@HOST:PATH)")
+HOSTNAME = "a fully qualified lowercase host name such as hub.example.edu"
+EMAIL = "an email address such as staff@example.edu"
+
+CASES = [
+    ("profile-typo", {"classroom.yaml": "profile: gk\n"}, [
+        "config/classroom.yaml:1: profile: found 'gk' (text); expected one of: local, gke; "
+        "did you mean 'gke'?"]),
+    ("unknown-top-key", {"classroom.yaml": "profle: local\n"}, [
+        f"config/classroom.yaml:1: profle: found unknown key 'profle'; expected one of: "
+        f"{CLASSROOM_KEYS}; did you mean 'profile'?"]),
+    ("release-name-not-dns", {"classroom.yaml": "release:\n  name: My_Release\n"}, [
+        f"config/classroom.yaml:2: release.name: found 'My_Release' (text); expected {DNS_LABEL}"]),
+    ("namespace-too-long", {"classroom.yaml": "release:\n  namespace: " + "a" * 64 + "\n"}, [
+        f"config/classroom.yaml:2: release.namespace: found '{'a' * 57}...' (text); expected {DNS_LABEL}"]),
+    ("registry-with-scheme", {"classroom.yaml": "images:\n  registry: http://localhost:5000\n"}, [
+        "config/classroom.yaml:2: images.registry: found 'http://localhost:5000' (text); expected an "
+        "image repository prefix naming its registry host, such as localhost:5000/classroom or "
+        "us-central1-docker.pkg.dev/PROJECT/REPOSITORY (or \"\" to keep images in the local Docker "
+        "Engine)"]),
+    ("base-image-uppercase", {"classroom.yaml": "images:\n  base_image: Debian:12\n"}, [
+        "config/classroom.yaml:2: images.base_image: found 'Debian:12' (text); expected an image "
+        "reference such as debian:bookworm-slim or REGISTRY/NAME:TAG@sha256:DIGEST"]),
+    ("platform-unknown", {"classroom.yaml": "build:\n  platform: windows/amd64\n"}, [
+        "config/classroom.yaml:2: build.platform: found 'windows/amd64' (text); expected a build "
+        "platform such as linux/amd64 or linux/arm64"]),
+    ("build-arg-name", {"classroom.yaml": "build:\n  args:\n    pip-index: x\n"}, [
+        "config/classroom.yaml:3: build.args.pip-index: found 'pip-index' (text); expected a build "
+        "argument name (letters, digits and '_')"]),
+    ("bucket-s3", {"classroom.yaml": "buckets:\n  charts: s3://charts\n"}, [
+        "config/classroom.yaml:2: buckets.charts: found 's3://charts' (text); expected a bucket URL: "
+        "gs://BUCKET-NAME, or file://PATH for a bucket on disk (local profile)"]),
+    ("culling-timeout-word", {"classroom.yaml": "culling:\n  timeout: soon\n"}, [
+        "config/classroom.yaml:2: culling.timeout: found 'soon' (text); expected an integer >= 60"]),
+    ("culling-timeout-small", {"classroom.yaml": "culling:\n  timeout: 5\n"}, [
+        "config/classroom.yaml:2: culling.timeout: found 5 (an integer); expected an integer >= 60"]),
+    ("culling-enabled-maybe", {"classroom.yaml": "culling:\n  enabled: maybe\n"}, [
+        "config/classroom.yaml:2: culling.enabled: found 'maybe' (text); expected true or false"]),
+    ("section-is-list", {"classroom.yaml": "hub: [a, b]\n"}, [
+        "config/classroom.yaml:1: hub: found a list of 2 items; expected a mapping with the keys: "
+        "domain, static_ip_name, node_label, start_timeout, tls"]),
+    ("cpu-guarantee-over-limit", {"classroom.yaml": "resources:\n  cpu_guarantee: 4\n  cpu_limit: 2\n"}, [
+        "config/classroom.yaml:2: resources.cpu_guarantee: found 4 (an integer); expected at most "
+        "resources.cpu_limit (2)"]),
+    ("memory-not-quantity", {"classroom.yaml": "resources:\n  memory_limit: 2GB\n"}, [
+        "config/classroom.yaml:2: resources.memory_limit: found '2GB' (text); expected a Kubernetes "
+        "quantity such as 512Mi, 2Gi or 10G"]),
+    ("autohttps-needs-email-and-domain", {"classroom.yaml": "hub:\n  tls:\n    mode: autohttps\n"}, [
+        f"config/classroom.yaml:1: hub.domain: found an empty string; expected {HOSTNAME} "
+        "(required by hub.tls.mode: autohttps)",
+        f"config/classroom.yaml:2: hub.tls.email: found an empty string; expected {EMAIL} "
+        "(required by hub.tls.mode: autohttps)"]),
+    ("tls-email-bad", {"classroom.yaml": "hub:\n  tls:\n    email: webmaster\n"}, [
+        f"config/classroom.yaml:3: hub.tls.email: found 'webmaster' (text); expected {EMAIL}"]),
+    ("gke-complete-is-fine-but-tls-mode", {"classroom.yaml": GKE + "  tls: {mode: ingress}\n"}, [
+        f"config/classroom.yaml:8: hub.tls.email: found an empty string; expected {EMAIL} "
+        "(required by hub.tls.mode: ingress)"]),
+    ("gke-needs-cloud", {"classroom.yaml": "profile: gke\n"}, [
+        "config/classroom.yaml: buckets.charts: found 'file://.classroom/buckets/charts' (text); "
+        "expected a gs://BUCKET-NAME URL (profile: gke has no bucket on disk)",
+        "config/classroom.yaml: buckets.data: found 'file://.classroom/buckets/data' (text); "
+        "expected a gs://BUCKET-NAME URL (profile: gke has no bucket on disk)",
+        "config/classroom.yaml: gcp.project: found an empty string; expected a Google Cloud project "
+        "ID (6 to 30 lowercase letters, digits and '-', starting with a letter) (required by profile: gke)",
+        "config/classroom.yaml: gcp.cluster: found an empty string; expected a Google Cloud resource "
+        "name (lowercase letters, digits and '-', starting with a letter, at most 63 characters) "
+        "(required by profile: gke)",
+        f"config/classroom.yaml: hub.domain: found an empty string; expected {HOSTNAME} "
+        "(required by profile: gke)",
+        "config/classroom.yaml: images.registry: found an empty string; expected an image repository "
+        "prefix naming its registry host, such as localhost:5000/classroom or "
+        "us-central1-docker.pkg.dev/PROJECT/REPOSITORY (or \"\" to keep images in the local Docker "
+        "Engine) (required by profile: gke, whose cluster pulls from it)",
+    ]),
+    ("gke-local-registry", {"classroom.yaml": GKE.replace("europe-docker.pkg.dev/uni-ds/classroom",
+                                                         "localhost:5000/c")}, [
+        "config/classroom.yaml:3: images.registry: found 'localhost:5000/c' (text); expected a "
+        "registry the cluster can reach, not a local one (profile: gke)"]),
+    ("ldap-needs-server", {"classroom.yaml": "auth:\n  type: ldap\n  ldap:\n    bind_dn_templates: "
+                           "['uid={username},dc=x']\n"}, [
+        f"config/classroom.yaml:3: auth.ldap.server: found an empty string; expected {HOSTNAME} "
+        "(required by auth.type: ldap)"]),
+    ("ldap-template-without-username", {"classroom.yaml": "auth:\n  ldap:\n    bind_dn_templates: "
+                                        "['uid=alice,dc=x']\n"}, [
+        "config/classroom.yaml:3: auth.ldap.bind_dn_templates[0]: found 'uid=alice,dc=x' (text); "
+        "expected an LDAP DN template containing {username}, such as "
+        "uid={username},ou=people,dc=example,dc=edu"]),
+    ("ldap-use-ssl-is-gone", {"classroom.yaml": "auth:\n  ldap:\n    use_ssl: true\n"}, [
+        "config/classroom.yaml:3: auth.ldap.use_ssl: found unknown key 'use_ssl'; expected one of: "
+        "server, port, bind_dn_templates, tls_strategy, search_user, allowed_groups"]),
+    ("exchange-class-missing", {"classroom.yaml": "exchange:\n  storage: storage_class\n"}, [
+        f"config/classroom.yaml:1: exchange.storage_class: found an empty string; expected {DNS_LABEL} "
+        "(required by exchange.storage: storage_class)"]),
+    ("course-repo-missing", {"courses.yaml": "courses:\n  - name: intro\n    instructors: [alice]\n"}, [
+        f"config/courses.yaml:2: courses[0].repo: found nothing (the key is missing); expected {GIT_URL}"]),
+    ("course-key-typo", {"courses.yaml": COURSE.replace("instructors:", "instructor:")}, [
+        f"config/courses.yaml:2: courses[0].instructors: found nothing (the key is missing); expected "
+        f"a list of items, each {LOGIN}",
+        "config/courses.yaml:4: courses[0].instructor: found unknown key 'instructor'; expected one "
+        "of: name, title, repo, ref, instructors, students, packages; did you mean 'instructors'?"]),
+    ("course-name-uppercase", {"courses.yaml": COURSE.replace("name: intro", "name: Intro")}, [
+        "config/courses.yaml:2: courses[0].name: found 'Intro' (text); expected a DNS-1123 label of at "
+        "most 40 characters (lowercase letters, digits and '-'; it becomes part of group, service and "
+        "volume names)"]),
+    ("course-duplicate", {"courses.yaml": COURSE + COURSE.replace("courses:\n", "")}, [
+        "config/courses.yaml:5: courses[1].name: found 'intro' (text) again; expected a unique course "
+        "name ('intro' is already courses[0])"]),
+    ("course-repo-ftp", {"courses.yaml": COURSE.replace("https://", "ftp://")}, [
+        f"config/courses.yaml:3: courses[0].repo: found 'ftp://github.com/example/intro.git' (text); "
+        f"expected {GIT_URL}"]),
+    ("course-no-instructors", {"courses.yaml": COURSE.replace("[alice]", "[]")}, [
+        "config/courses.yaml:4: courses[0].instructors: found an empty list; expected at least 1 item(s)"]),
+    ("course-package-option", {"courses.yaml": COURSE + "    packages: ['--index-url=http://x']\n"}, [
+        "config/courses.yaml:5: courses[0].packages[0]: found '--index-url=http://x' (text); expected a "
+        "pip requirement such as 'altair>=5' (a name and version specifier, no options)"]),
+    ("course-instructor-capitals", {"courses.yaml": COURSE.replace("[alice]", "[Alice]")}, [
+        f"config/courses.yaml:4: courses[0].instructors[0]: found 'Alice' (text); expected {LOGIN}"]),
+    ("courses-null", {"courses.yaml": "courses:\n"}, [
+        "config/courses.yaml:1: courses: found nothing (null); expected a list of items, each a mapping "
+        "with the keys: name, title, repo, ref, instructors, students, packages"]),
+    ("courses-top-level-list", {"courses.yaml": "- name: intro\n"}, [
+        "config/courses.yaml: found a list of 1 item; expected a mapping with the keys: courses"]),
+    ("courses-empty-file", {"courses.yaml": "# nothing yet\n"}, [
+        "config/courses.yaml: found an empty file; expected a mapping with the keys: courses"]),
+    ("dataset-source-missing", {"data.yaml": "datasets:\n  - name: flights\n"}, [
+        "config/data.yaml:2: datasets[0].source: found nothing (the key is missing); expected "
+        "gs://BUCKET/PATH, a git URL, or a local path (relative to the project directory)"]),
+    ("dataset-path-absent", {"data.yaml": "datasets:\n  - name: flights\n    source: data/nowhere\n"}, [
+        "config/data.yaml:3: datasets[0].source: found 'data/nowhere' (text), no such file or "
+        "directory; expected an existing path (relative paths start at {root})"]),
+    ("dataset-duplicate", {"data.yaml": "datasets:\n  - {name: a, source: gs://bucket/a}\n"
+                                        "  - {name: a, source: gs://bucket/b}\n"}, [
+        "config/data.yaml:3: datasets[1].name: found 'a' (text) again; expected a unique dataset name "
+        "('a' is already datasets[0])"]),
+    ("yaml-syntax", {"courses.yaml": "courses:\n  - name: intro\n   repo: x\n"}, [
+        "config/courses.yaml:3: YAML syntax error at line 3, column 4: while parsing a block "
+        "collection did not find expected '-' indicator"]),
+    ("yaml-duplicate-key", {"courses.yaml": COURSE + "    repo: https://github.com/example/other.git\n"}, [
+        "config/courses.yaml:5: YAML syntax error at line 5, column 5: duplicate key 'repo' "
+        "(first given at line 3)"]),
+    ("yaml-not-utf8", {"data.yaml": b"datasets: []\n# caf\xe9\n"}, [
+        "config/data.yaml: is not UTF-8 text (byte 18)"]),
+    ("file-missing", {"data.yaml": None}, [
+        "config/data.yaml: found no such file; expected the YAML file (start from the project's config/)"]),
+]
+
+
+@pytest.mark.parametrize("files,expected", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_is_refused_with_exact_lines(project, files, expected):
+    for name, text in files.items():
+        path = project.config / name
+        if text is None:
+            path.unlink()
+        elif isinstance(text, bytes):
+            path.write_bytes(text)
+        else:
+            path.write_text(text, encoding="utf-8")
+
+    result = project.doit("list")
+
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    lines = result.stderr.splitlines()
+    count = len(expected)
+    assert lines[0] == (f"classroom config is invalid ({count} problem{'s' if count > 1 else ''}); "
+                        "nothing was run:")
+    assert lines[1:] == [line.replace("{root}", str(project.root)) for line in expected]
+    assert result.stdout == ""
+    assert not project.dep_file.exists(), "a refused config must not create doit state"
+    assert not project.secrets_file.exists()
+
+
+def test_all_problems_of_all_files_at_once(project):
+    project.write("classroom.yaml", "profile: gk\n")
+    project.write("courses.yaml", COURSE.replace("name: intro", "name: Intro"))
+    project.write("data.yaml", "datasets: {}\n")
+
+    result = project.doit("list")
+
+    assert result.returncode == 3
+    files = [line.split(":", 1)[0] for line in result.stderr.splitlines()[1:]]
+    assert files == ["config/classroom.yaml", "config/courses.yaml", "config/data.yaml"]
+
+
+@pytest.mark.parametrize("command", [["list"], ["info", "secrets"], [], ["clean"], ["forget"]])
+def test_every_doit_command_validates_first(project, command):
+    project.write("courses.yaml", "courses: 3\n")
+    result = project.doit(*command)
+    assert result.returncode == 3
+    assert "config/courses.yaml:1: courses: found 3 (an integer)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_backend_in_environment(project):
+    result = project.doit("list", env=project.env(CLASSTOOLS_BACKEND="mysql"))
+    assert result.returncode == 3
+    assert result.stderr.splitlines()[1] == ("environment CLASSTOOLS_BACKEND: found 'mysql'; "
+                                             "expected one of: json, dbm, sqlite3")
+
+
+def test_cached_config_is_rechecked_when_a_named_path_disappears(project):
+    assert project.doit("list").returncode == 0  # validates and caches
+    dataset = project.config / "datasets" / "sample-flights"
+    for child in dataset.iterdir():
+        child.unlink()
+    dataset.rmdir()
+
+    result = project.doit("list")
+
+    assert result.returncode == 3
+    assert ("config/data.yaml:5: datasets[0].source: found 'config/datasets/sample-flights' (text), "
+            "no such file or directory") in result.stderr
+
+
+def test_non_text_key_is_a_clean_error(project):
+    project.write("classroom.yaml", "hub:\n  null: 3\n")
+    result = project.doit("list")
+    assert result.returncode == 3
+    assert result.stderr.splitlines()[1] == (
+        "config/classroom.yaml:2: YAML syntax error at line 2, column 3: found the key nothing (null); "
+        "expected a name (keys are text)")
