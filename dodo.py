@@ -1,7 +1,9 @@
 """Class Tools: the classroom's build graph.
 
-    config/ --validated--> secrets
-            (images, chart and releases join this chain stage by stage)
+    config/ ─validate─▶ secrets
+    images/base ──▶ image:base ──▶ image:notebook, image:local
+    images/db   ──▶ image:db
+    (chart and releases join this chain stage by stage)
 
 Config is validated when this file loads, so every doit command (`doit`,
 `doit list`, `doit info`, ...) refuses bad input before any task runs.
@@ -11,7 +13,7 @@ a no-op `doit` costs little more than doit's own start-up.
 
 from pathlib import Path
 
-from tasks import config as classroom, secretstore
+from tasks import config as classroom, images, secretstore
 
 CONFIG = classroom.load_or_exit()
 DOIT_CONFIG = classroom.doit_settings(CONFIG)
@@ -21,3 +23,8 @@ Path(DOIT_CONFIG["dep_file"]).parent.mkdir(parents=True, exist_ok=True)
 def task_secrets():
     """Generate missing tokens and passwords into a 0600 file; values never printed."""
     return secretstore.task_dict(CONFIG)
+
+
+def task_image():
+    """Build the images by content tag; push to the registry when one is configured."""
+    yield from images.image_tasks(CONFIG)

@@ -102,6 +102,10 @@ CLASSROOM = {
         # "" keeps images in the local Docker Engine (local profile only).
         "registry": optional("registry"),
         "base_image": string("image_ref", default="debian:bookworm-slim"),
+        "db_base_image": string("image_ref", default="debian:bookworm-slim"),
+        # only used when images/hub/ exists: z2jh 4.x's own hub image has LDAP built in
+        "hub_base_image": string("image_ref", default="quay.io/jupyterhub/k8s-hub:4.2.0"),
+        "sources": string("path", default="images"),  # the image source directories
     }),
     "build": section({
         "platform": string("platform", default="linux/amd64"),

@@ -1,0 +1,175 @@
+"""Making images exist: a thin adapter over the Docker Engine and the registry.
+
+The docker SDK does engine and registry work (inspect, tag, push, ask a
+registry for a manifest).  It cannot drive BuildKit, so builds go through a
+docker CLI (via `sh`): one with the buildx plugin, or an engine-era CLI
+(< 23, like Debian's docker.io) that runs BuildKit itself with
+DOCKER_BUILDKIT=1.  Everything here is imported inside actions only.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+CLI_ENV = "CLASSTOOLS_DOCKER_CLI"
+
+
+class EngineError(Exception):
+    """A failure with a message fit for a course's staff (no traceback)."""
+
+
+@functools.lru_cache(maxsize=None)
+def client():
+    import docker  # heavy: only when an action needs the engine
+
+    try:
+        engine = docker.from_env(timeout=600)
+        engine.ping()
+    except Exception as exc:  # the SDK raises several unrelated types here
+        host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        raise EngineError(f"no Docker Engine answers at {host} ({_short(exc)}); "
+                          "start one with scripts/dev-env up") from None
+    return engine
+
+
+def _short(exc) -> str:
+    text = str(getattr(exc, "explanation", None) or exc)
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+@functools.lru_cache(maxsize=None)
+def build_cli() -> tuple[str, bool]:
+    """(docker CLI path, uses buildx?) able to run a BuildKit build."""
+    candidates = [os.environ.get(CLI_ENV), shutil.which("docker"), "/usr/bin/docker"]
+    seen = []
+    for cli in filter(None, candidates):
+        if cli in seen or not os.access(cli, os.X_OK):
+            continue
+        seen.append(cli)
+        buildx = subprocess.run([cli, "buildx", "version"], capture_output=True, text=True)
+        if buildx.returncode == 0:
+            return cli, True
+        version = subprocess.run([cli, "version", "--format", "{{.Client.Version}}"],
+                                 capture_output=True, text=True).stdout.strip()
+        major = re.match(r"(\d+)", version)
+        if major and int(major.group(1)) < 23:
+            return cli, False
+    raise EngineError("no docker CLI can run a BuildKit build: tried "
+                      f"{', '.join(seen) or 'docker'}; install Debian's docker.io or the buildx "
+                      f"plugin, or point {CLI_ENV} at a suitable CLI")
+
+
+def local_image_id(ref: str) -> str | None:
+    import docker.errors
+
+    try:
+        return client().images.get(ref).id
+    except docker.errors.ImageNotFound:
+        return None
+
+
+def registry_digest(ref: str) -> str | None:
+    """The manifest digest the registry holds for `ref`, or None if it has no such tag."""
+    import docker.errors
+
+    try:
+        return client().api.inspect_distribution(ref)["Descriptor"]["digest"]
+    except docker.errors.APIError as exc:
+        text = _short(exc).lower()
+        if exc.status_code == 404 or "manifest unknown" in text or "not found" in text:
+            return None
+        registry = ref.split("/", 1)[0]
+        if "unauthorized" in text or "denied" in text or exc.status_code in (401, 403):
+            raise EngineError(f"registry {registry} refused our credentials for {ref} "
+                              f"({_short(exc)}); log in with `docker login {registry}` "
+                              "(Artifact Registry: `gcloud auth configure-docker`)") from None
+        raise EngineError(f"registry {registry} is unreachable ({_short(exc)})") from None
+
+
+def build(image: str, context: Path, tag: str, args: dict, platform: str,
+          secrets: dict[str, Path], log) -> str:
+    """Build `context` with BuildKit, tag it, return the image ID. Streams progress to `log`."""
+    import sh
+
+    cli, buildx = build_cli()
+    iidfile = context.parent / f"{context.name}.iid"
+    command = (["buildx", "build", "--load"] if buildx else ["build"]) + [
+        "--progress=plain", "--platform", platform, "--iidfile", str(iidfile), "--tag", tag]
+    for key, value in args.items():
+        command += ["--build-arg", f"{key}={value}"]
+    for secret_id, path in secrets.items():
+        command += ["--secret", f"id={secret_id},src={path}"]
+    command.append(str(context))
+    tail: list[str] = []
+
+    def out(line):
+        line = line.rstrip("\n")
+        tail.append(line)
+        del tail[:-25]
+        log(line)
+
+    env = dict(os.environ, DOCKER_BUILDKIT="1")
+    try:
+        sh.Command(cli)(*command, _env=env, _out=out, _err_to_out=True)
+    except sh.ErrorReturnCode as exc:
+        failed = [line for line in tail if "ERROR" in line or "error" in line.lower()]
+        cause = failed[-1] if failed else (tail[-1] if tail else "no output")
+        raise EngineError(f"build of image {image} failed (exit {exc.exit_code}): {cause.strip()}") from None
+    return iidfile.read_text().strip()
+
+
+def push(image: str, ref: str, log) -> str:
+    """Push `ref`; return the manifest digest the registry now holds."""
+    import docker.errors
+
+    repository, tag = ref.rsplit(":", 1)
+    digest = None
+    try:
+        for event in client().images.push(repository, tag=tag, stream=True, decode=True):
+            if "error" in event:
+                raise EngineError(f"push of image {image} to {repository} failed: {event['error']}")
+            digest = (event.get("aux") or {}).get("Digest", digest)
+            if event.get("status") and not event.get("progressDetail"):
+                log(f"{event.get('id', '')} {event['status']}".strip())
+    except docker.errors.APIError as exc:
+        raise EngineError(f"push of image {image} to {repository} failed: {_short(exc)}") from None
+    if not digest:
+        digest = registry_digest(ref)
+    if not digest:
+        raise EngineError(f"push of image {image} to {repository} reported no digest")
+    return digest
+
+
+def pull(ref: str) -> str:
+    import docker.errors
+
+    try:
+        image = client().images.pull(ref)
+    except docker.errors.APIError as exc:
+        raise EngineError(f"pull of {ref} failed: {_short(exc)}") from None
+    return image.id
+
+
+def tag_image(image_id: str, ref: str):
+    repository, tag = ref.rsplit(":", 1)
+    client().images.get(image_id).tag(repository, tag)
+
+
+def resolve_upstream(ref: str) -> str:
+    """The immutable identity of an upstream parent: its digest or image ID."""
+    if "@sha256:" in ref:
+        return ref.split("@", 1)[1]
+    image_id = local_image_id(ref)
+    if image_id is None:
+        try:
+            image_id = pull(ref)
+        except EngineError as exc:
+            raise EngineError(f"the parent image {ref} is neither in the local engine nor "
+                              f"pullable ({exc})") from None
+    digests = client().images.get(image_id).attrs.get("RepoDigests") or []
+    return digests[0].split("@", 1)[1] if digests else image_id

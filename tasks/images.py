@@ -1,0 +1,136 @@
+"""Image stage: `image:base` → `image:notebook`, `image:local`; `image:db` (and `image:hub`).
+
+Each task's inputs are the files its build is sent (doit `file_dep`: mtime-
+only changes cost an md5, nothing more), the config keys it bakes (semantic
+digests) and, for a child, its parent's result (`getargs`, which doit turns
+into a `result_dep`).  Its action computes the content tag and builds only
+when neither the registry nor the engine has that tag yet; a parent that
+re-runs and yields the same tag leaves its children alone (early cutoff).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from doit.tools import result_dep
+
+from tasks import imagespec
+from tasks.inputs import config_inputs
+
+DOCS = {
+    "base": "Build the base image: Python, JupyterLab, nbgrader, nbgitpuller and the course stack",
+    "notebook": "Build the notebook image: base + courses.yaml, for the hub's student servers",
+    "local": "Build the local image: base + courses + datasets, for a laptop or a VM",
+    "db": "Build the db image: the MariaDB sidecar of each student's server",
+    "hub": "Build the hub image (images/hub exists)",
+}
+
+
+def image_tasks(config):
+    """The task dicts of the image stage (yielded by `task_image` in dodo.py)."""
+    for spec in imagespec.image_specs(config):
+        task = {
+            "name": spec.name,
+            "doc": DOCS.get(spec.name, f"Build the {spec.name} image"),
+            "actions": [(ensure_image, [config, spec.name])],
+            "file_dep": [str(path) for _, path in imagespec.sources(config, spec)],
+            "uptodate": [config_inputs(config, *spec.config_keys)],
+            "verbosity": 2,
+        }
+        if spec.parent:
+            # An explicit result_dep makes the parent a task_dep: getargs alone only makes it a
+            # setup task, which `doit -n 2` checks *before* the parent has run.
+            task["uptodate"].append(result_dep(f"image:{spec.parent}"))
+            task["getargs"] = {"parent": (f"image:{spec.parent}", None)}
+        yield task
+
+
+def ensure_image(config, name, parent=None):
+    """Make the image exist under its content tag; return its tag, reference and digest."""
+    from doit.exceptions import TaskFailed
+
+    from tasks import docker_engine as engine
+
+    spec = next(s for s in imagespec.image_specs(config) if s.name == name)
+    try:
+        return _ensure(config, spec, parent, engine)
+    except engine.EngineError as exc:
+        return TaskFailed(f"image:{name}: {exc}")
+
+
+def _ensure(config, spec, parent, engine):
+    dockerfile = spec.source / "Dockerfile"
+    if not dockerfile.is_file():
+        raise engine.EngineError(f"no Dockerfile at {dockerfile}")
+    files = imagespec.sources(config, spec)
+    generated = imagespec.generated_files(config, spec)
+    platform = config.classroom["build"]["platform"]
+    registry = config.classroom["images"]["registry"]
+
+    if spec.parent:
+        if not parent or "tag" not in parent:
+            raise engine.EngineError(f"the parent image:{spec.parent} has not been built")
+        parent_identity = parent["tag"]
+        parent_ref = parent["ref"] + (f"@{parent['digest']}" if registry else "")
+    else:
+        parent_identity = engine.resolve_upstream(spec.upstream)
+        parent_ref = None
+
+    tag = imagespec.content_tag(spec, imagespec.context_digests(files), generated,
+                                imagespec.build_args(config, spec, None), platform, parent_identity)
+    ref = f"{imagespec.repository(config, spec)}:{tag}"
+    result = {"tag": tag, "ref": ref}
+
+    if registry:
+        digest = engine.registry_digest(ref)
+        if digest:
+            print(f"image:{spec.name}: {ref} is already in the registry; nothing to build", flush=True)
+            return {**result, "digest": digest}
+        if engine.local_image_id(ref) is None:
+            _build(config, spec, files, generated, parent_ref, ref, platform, engine)
+        digest = engine.push(spec.name, ref, _logger(spec))
+        print(f"image:{spec.name}: pushed {ref}@{digest}", flush=True)
+        return {**result, "digest": digest}
+
+    image_id = engine.local_image_id(ref)
+    if image_id:
+        print(f"image:{spec.name}: {ref} is already in the engine; nothing to build", flush=True)
+    else:
+        image_id = _build(config, spec, files, generated, parent_ref, ref, platform, engine)
+        print(f"image:{spec.name}: built {ref} ({image_id})", flush=True)
+    return {**result, "digest": image_id}
+
+
+def _logger(spec):
+    prefix = f"[image:{spec.name}] "
+    return lambda line: print(prefix + line, flush=True)
+
+
+def _build(config, spec, files, generated, parent_ref, ref, platform, engine):
+    secrets = {}
+    bundle = config.classroom["build"]["ca_bundle"]
+    if bundle:
+        secrets["ca_bundle"] = config.path(bundle)
+    with tempfile.TemporaryDirectory(prefix=f"classtools-{spec.name}-") as tmp:
+        context = Path(tmp) / "context"
+        stage(context, files, generated)
+        return engine.build(spec.name, context, ref, imagespec.build_args(config, spec, parent_ref),
+                            platform, secrets, _logger(spec))
+
+
+def stage(context: Path, files, generated: dict):
+    """Write exactly what the tag was computed from into a fresh build context."""
+    for rel, source in files:
+        target = context / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_symlink():
+            os.symlink(os.readlink(source), target)
+        else:
+            shutil.copy2(source, target)
+    for rel, content in generated.items():
+        target = context / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)

@@ -1,0 +1,182 @@
+"""What images should exist: pure functions from the config to image specs and tags.
+
+An image's tag is computed from its content, never from time or git history:
+the files the build is sent (after `.dockerignore`), the Dockerfile without
+its comments, the build args, the config values it bakes, the platform and
+the identity of its parent.  Same inputs, same tag, on any machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tasks.dockerignore import context_files
+
+TAG_VERSION = "classtools-image-1"  # bump to change every tag at once
+PARSER_DIRECTIVES = ("syntax", "escape", "check")
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    name: str
+    source: Path                        # images/<name>
+    parent: str | None = None           # our own image it is built FROM (by its content tag)
+    upstream: str | None = None         # an upstream image it is built FROM (config value)
+    config_keys: tuple = ()             # config values it reads: a change re-runs its task
+    shared: tuple = ()                  # sibling dirs staged into the context under their name
+    bakes_courses: bool = False
+    bakes_datasets: bool = False
+    build_args: dict = field(default_factory=dict)
+
+    @property
+    def task_name(self) -> str:
+        return f"image:{self.name}"
+
+
+_COMMON_KEYS = ("classroom.images.registry", "classroom.build.platform", "classroom.build.args")
+
+
+def image_specs(config) -> list[ImageSpec]:
+    """The classroom's images, parents first."""
+    images = config.classroom["images"]
+    root = config.path(images["sources"])
+    specs = [
+        ImageSpec("base", root / "base", upstream=images["base_image"],
+                  config_keys=_COMMON_KEYS + ("classroom.images.base_image",)),
+        ImageSpec("notebook", root / "notebook", parent="base", shared=("shared",),
+                  config_keys=_COMMON_KEYS + ("courses",), bakes_courses=True),
+        ImageSpec("local", root / "local", parent="base", shared=("shared",),
+                  config_keys=_COMMON_KEYS + ("courses", "datasets"),
+                  bakes_courses=True, bakes_datasets=True),
+        ImageSpec("db", root / "db", upstream=images["db_base_image"],
+                  config_keys=_COMMON_KEYS + ("classroom.images.db_base_image",)),
+    ]
+    if (root / "hub" / "Dockerfile").exists():  # optional: z2jh's hub image usually suffices
+        specs.append(ImageSpec("hub", root / "hub", upstream=images["hub_base_image"],
+                               config_keys=_COMMON_KEYS + ("classroom.images.hub_base_image",)))
+    return specs
+
+
+def repository(config, spec: ImageSpec) -> str:
+    """Where the image lives: the registry path, or a local name when there is no registry."""
+    registry = config.classroom["images"]["registry"]
+    return f"{registry}/{spec.name}" if registry else f"classroom/{spec.name}"
+
+
+def build_args(config, spec: ImageSpec, parent_ref: str | None) -> dict:
+    args = dict(config.classroom["build"]["args"])
+    if spec.upstream:
+        args["BASE_IMAGE"] = spec.upstream
+    if parent_ref:
+        args["PARENT"] = parent_ref
+    return dict(sorted(args.items()))
+
+
+def sources(config, spec: ImageSpec) -> list[tuple[str, Path]]:
+    """(path in the build context, file on disk) for every source file the build sends."""
+    found = [(rel, spec.source / rel) for rel in context_files(spec.source)]
+    for name in spec.shared:
+        shared = spec.source.parent / name
+        found += [(f"{name}/{rel}", shared / rel) for rel in context_files(shared)]
+    if spec.bakes_datasets:
+        for dataset in config.datasets:
+            local = local_dataset(config, dataset)
+            if local is not None:
+                prefix = f"classroom/datasets/{dataset['name']}"
+                if local.is_file():
+                    found.append((f"{prefix}/{local.name}", local))
+                else:
+                    found += [(f"{prefix}/{rel}", local / rel) for rel in context_files(local)]
+    return found
+
+
+def local_dataset(config, dataset) -> Path | None:
+    source = dataset["source"]
+    if source.startswith("gs://") or "://" in source or "@" in source.split("/")[0]:
+        return None
+    return config.path(source)
+
+
+def generated_files(config, spec: ImageSpec) -> dict[str, bytes]:
+    """Files the engine writes into the build context from the config."""
+    files = {}
+    if spec.bakes_courses:
+        courses = [{k: course[k] for k in ("name", "title", "repo", "ref", "instructors", "students")}
+                   for course in config.courses]
+        files["classroom/courses.json"] = (json.dumps(courses, indent=2, sort_keys=True) + "\n").encode()
+        packages = sorted({p for course in config.courses for p in course["packages"]})
+        files["classroom/requirements-courses.txt"] = "".join(p + "\n" for p in packages).encode()
+    if spec.bakes_datasets:
+        listing = [{"name": d["name"], "source": d["source"], "description": d["description"]}
+                   for d in config.datasets]
+        files["classroom/datasets.json"] = (json.dumps(listing, indent=2, sort_keys=True) + "\n").encode()
+    return files
+
+
+def normalized_dockerfile(text: str) -> str:
+    """The Dockerfile as BuildKit reads it: comments and blank lines do not count."""
+    lines, in_directives = [], True
+    for line in text.splitlines():
+        stripped = line.strip()
+        if in_directives and stripped.startswith("#") and "=" in stripped:
+            key = stripped[1:].split("=", 1)[0].strip().lower()
+            if key in PARSER_DIRECTIVES:
+                lines.append(stripped)
+                continue
+        in_directives = False
+        if not stripped or stripped.startswith("#"):
+            continue
+        lines.append(line.rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def file_digest(path: Path) -> str:
+    """Mode and content of one context file (a link: its target)."""
+    if path.is_symlink():
+        return "link:" + str(path.readlink())
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    executable = "x" if path.stat().st_mode & 0o111 else "-"
+    return f"{executable}:{digest.hexdigest()}"
+
+
+def content_tag(spec: ImageSpec, file_digests: dict[str, str], generated: dict[str, bytes],
+                args: dict, platform: str, parent_identity: str) -> str:
+    """The tag: a digest of everything that decides what the build produces (pure).
+
+    `args` must not contain the parent's reference (it names a registry);
+    `parent_identity` stands for the parent instead: our parent's content tag,
+    or an upstream parent's resolved digest.
+    """
+    digest = hashlib.sha256()
+
+    def add(*parts):
+        for part in parts:
+            data = part if isinstance(part, bytes) else str(part).encode()
+            digest.update(len(data).to_bytes(8, "big") + data)
+
+    add(TAG_VERSION, spec.name, platform, parent_identity)
+    for key, value in sorted(args.items()):
+        add("arg", key, value)
+    for rel, file_id in sorted(file_digests.items()):
+        add("file", rel, file_id)
+    for rel, content in sorted(generated.items()):
+        add("generated", rel, content)
+    return digest.hexdigest()[:24]
+
+
+def context_digests(files: list[tuple[str, Path]]) -> dict[str, str]:
+    """Digests of the files a build sends; the Dockerfile counts without its comments."""
+    digests = {}
+    for rel, path in files:
+        if rel == "Dockerfile":
+            text = normalized_dockerfile(path.read_text(encoding="utf-8"))
+            digests[rel] = "dockerfile:" + hashlib.sha256(text.encode()).hexdigest()
+        else:
+            digests[rel] = file_digest(path)
+    return digests
