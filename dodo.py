@@ -13,10 +13,10 @@ a no-op `doit` costs little more than doit's own start-up.
 
 from pathlib import Path
 
-from tasks import config as classroom, images, secretstore
+from tasks import config as classroom, images, local, secretstore
 
 CONFIG = classroom.load_or_exit()
-DOIT_CONFIG = classroom.doit_settings(CONFIG)
+DOIT_CONFIG = {**classroom.doit_settings(CONFIG), "default_tasks": ["secrets", "image"]}
 Path(DOIT_CONFIG["dep_file"]).parent.mkdir(parents=True, exist_ok=True)
 
 
@@ -28,3 +28,8 @@ def task_secrets():
 def task_image():
     """Build the images by content tag; push to the registry when one is configured."""
     yield from images.image_tasks(CONFIG)
+
+
+def task_local():
+    """Start the local image and its database on this machine; print the URL with its token."""
+    return local.task_dict(CONFIG)

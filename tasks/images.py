@@ -10,6 +10,7 @@ re-runs and yields the same tag leaves its children alone (early cutoff).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -67,6 +68,10 @@ def _ensure(config, spec, parent, engine):
         raise engine.EngineError(f"no Dockerfile at {dockerfile}")
     files = imagespec.sources(config, spec)
     generated = imagespec.generated_files(config, spec)
+    remote = imagespec.remote_datasets(config) if spec.bakes_datasets else []
+    if remote:  # their identity (a commit, object checksums) goes into the tag; the data only into a build
+        ids = {d["name"]: _dataset_identity(d, engine) for d in remote}
+        generated["classroom/datasets-remote.json"] = (json.dumps(ids, indent=2, sort_keys=True) + "\n").encode()
     platform = config.classroom["build"]["platform"]
     registry = config.classroom["images"]["registry"]
 
@@ -90,7 +95,7 @@ def _ensure(config, spec, parent, engine):
             print(f"image:{spec.name}: {ref} is already in the registry; nothing to build", flush=True)
             return {**result, "digest": digest}
         if engine.local_image_id(ref) is None:
-            _build(config, spec, files, generated, parent_ref, ref, platform, engine)
+            _build(config, spec, files, generated, parent_ref, ref, platform, engine, remote)
         digest = engine.push(spec.name, ref, _logger(spec))
         print(f"image:{spec.name}: pushed {ref}@{digest}", flush=True)
         return {**result, "digest": digest}
@@ -99,7 +104,7 @@ def _ensure(config, spec, parent, engine):
     if image_id:
         print(f"image:{spec.name}: {ref} is already in the engine; nothing to build", flush=True)
     else:
-        image_id = _build(config, spec, files, generated, parent_ref, ref, platform, engine)
+        image_id = _build(config, spec, files, generated, parent_ref, ref, platform, engine, remote)
         print(f"image:{spec.name}: built {ref} ({image_id})", flush=True)
     return {**result, "digest": image_id}
 
@@ -109,7 +114,15 @@ def _logger(spec):
     return lambda line: print(prefix + line, flush=True)
 
 
-def _build(config, spec, files, generated, parent_ref, ref, platform, engine):
+def _dataset_identity(dataset, engine):
+    from tasks import datasets
+    try:
+        return datasets.identity(dataset["source"])
+    except datasets.DatasetError as exc:
+        raise engine.EngineError(f"dataset {dataset['name']}: {exc}") from None
+
+
+def _build(config, spec, files, generated, parent_ref, ref, platform, engine, remote=()):
     secrets = {}
     bundle = config.classroom["build"]["ca_bundle"]
     if bundle:
@@ -117,8 +130,21 @@ def _build(config, spec, files, generated, parent_ref, ref, platform, engine):
     with tempfile.TemporaryDirectory(prefix=f"classtools-{spec.name}-") as tmp:
         context = Path(tmp) / "context"
         stage(context, files, generated)
+        if remote:
+            _stage_remote(context, remote, json.loads(generated["classroom/datasets-remote.json"]), engine)
         return engine.build(spec.name, context, ref, imagespec.build_args(config, spec, parent_ref),
                             platform, secrets, _logger(spec))
+
+
+def _stage_remote(context, remote, ids, engine):
+    from tasks import datasets
+    for dataset in remote:
+        print(f"image:local: copying dataset {dataset['name']} from {dataset['source']}", flush=True)
+        try:
+            datasets.stage(dataset["source"], context / "classroom" / "datasets" / dataset["name"],
+                           ids[dataset["name"]])
+        except datasets.DatasetError as exc:
+            raise engine.EngineError(f"dataset {dataset['name']}: {exc}") from None
 
 
 def stage(context: Path, files, generated: dict):

@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tasks import datasets
 from tasks.dockerignore import context_files
 
 TAG_VERSION = "classtools-image-1"  # bump to change every tag at once
@@ -94,10 +95,11 @@ def sources(config, spec: ImageSpec) -> list[tuple[str, Path]]:
 
 
 def local_dataset(config, dataset) -> Path | None:
-    source = dataset["source"]
-    if source.startswith("gs://") or "://" in source or "@" in source.split("/")[0]:
-        return None
-    return config.path(source)
+    return config.path(dataset["source"]) if datasets.kind(dataset["source"]) == "local" else None
+
+
+def remote_datasets(config) -> list[dict]:
+    return [d for d in config.datasets if datasets.kind(d["source"]) != "local"]
 
 
 def generated_files(config, spec: ImageSpec) -> dict[str, bytes]:

@@ -169,6 +169,10 @@ CLASSROOM = {
         "memory_limit": string("k8s_quantity", default="2Gi"),
         "home_storage": string("k8s_quantity", default="10Gi"),
     }),
+    "local": section({  # `doit local`: where the laptop classroom listens
+        "bind": string(default="127.0.0.1", allowed=("127.0.0.1", "0.0.0.0")),
+        "port": integer(8888, minimum=1024, maximum=65535),
+    }),
     "state": section({
         "dep_file": string("path", default=".doit/classroom.json"),
         "backend": string(default="json", allowed=("json", "dbm", "sqlite3")),

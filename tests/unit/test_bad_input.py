@@ -24,7 +24,7 @@ hub:
   domain: hub.uni.example.edu
 """
 CLASSROOM_KEYS = ("profile, release, images, build, buckets, gcp, hub, auth, exchange, "
-                  "culling, resources, state")
+                  "culling, resources, local, state")
 DNS_LABEL = ("a DNS-1123 label (lowercase letters, digits and '-', starting and ending with a "
              "letter or digit, at most 63 characters)")
 LOGIN = "a login name (lowercase letters, digits, '.', '_', '@' and '-', at most 64 characters)"

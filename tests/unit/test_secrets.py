@@ -17,7 +17,7 @@ def _values(project):
 
 
 def test_first_run_creates_0600_file_and_next_run_reuses_it(project):
-    first = project.doit(check=True)
+    first = project.doit("secrets", check=True)
     assert "generated proxy_secret_token, hub_cookie_secret, db_root_password" in first.stdout
     mode = stat.S_IMODE(project.secrets_file.stat().st_mode)
     assert mode == 0o600, oct(mode)
@@ -27,13 +27,13 @@ def test_first_run_creates_0600_file_and_next_run_reuses_it(project):
     assert all(len(v) == 64 and int(v, 16) >= 0 for v in values.values())
 
     os.remove(project.dep_file)  # even with doit's state gone, the secrets stay the same
-    project.doit(check=True)
+    project.doit("secrets", check=True)
     assert _values(project) == values
 
 
 def test_no_value_in_any_output_or_in_doit_state(project):
-    outputs = [project.doit("--verbosity", "2", check=True),
-               project.doit("--verbosity", "2", check=True),
+    outputs = [project.doit("--verbosity", "2", "secrets", check=True),
+               project.doit("--verbosity", "2", "secrets", check=True),
                project.doit("info", "secrets"),
                project.doit("list", "--all", "--status"),
                project.doit("dumpdb")]
@@ -46,7 +46,7 @@ def test_no_value_in_any_output_or_in_doit_state(project):
 
 def test_environment_wins_and_is_not_written(project):
     env = project.env(CLASSTOOLS_DB_ROOT_PASSWORD="from-the-environment-123")
-    project.doit(env=env, check=True)
+    project.doit("secrets", env=env, check=True)
     assert "db_root_password" not in _values(project)
     assert SecretStore(project.secrets_file, environ={"CLASSTOOLS_DB_ROOT_PASSWORD": "x"}).get(
         "db_root_password") == "x"
@@ -56,12 +56,12 @@ def test_ldap_bind_password_is_never_generated(project):
     project.write("classroom.yaml", "auth:\n  type: ldap\n  ldap:\n    server: ldap.example.edu\n"
                   "    bind_dn_templates: ['uid={username},dc=example,dc=edu']\n"
                   "    search_user: cn=hub,dc=example,dc=edu\n")
-    result = project.doit()
+    result = project.doit("secrets")
     assert result.returncode != 0
     assert "CLASSTOOLS_LDAP_BIND_PASSWORD" in result.stdout
     assert "ldap_bind_password" not in _values(project)
 
-    ok = project.doit(env=project.env(CLASSTOOLS_LDAP_BIND_PASSWORD="s3cret-bind"))
+    ok = project.doit("secrets", env=project.env(CLASSTOOLS_LDAP_BIND_PASSWORD="s3cret-bind"))
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "s3cret-bind" not in ok.stdout + ok.stderr + project.dep_file.read_text()
 

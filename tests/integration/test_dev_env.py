@@ -1,0 +1,247 @@
+"""scripts/dev-env against the real machine: the services the other
+integration tests rely on must be up, single, and actually usable."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import urllib.error
+import urllib.request
+import uuid
+from ipaddress import ip_address, ip_network
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+BASE_IMAGE = "debian:bookworm-slim"
+# The registry and emulator are on loopback: never via an http_proxy.
+HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def dev_dir() -> Path:
+    return Path(os.environ.get("CLASSTOOLS_DEV_DIR", REPO / ".dev"))
+
+
+def run_dev_env(*args: str, timeout: float = 1800, dev: Path | None = None
+                ) -> subprocess.CompletedProcess:
+    env = dict(os.environ, CLASSTOOLS_DEV_DIR=str(dev)) if dev else None
+    return subprocess.run([str(REPO / "scripts" / "dev-env"), *args], capture_output=True,
+                          text=True, timeout=timeout, env=env)
+
+
+def _processes():
+    """(pid, argv) of every live process; zombies have no cmdline and drop out."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        argv = [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+        if argv:
+            yield int(entry.name), argv
+
+
+def _ppid(pid: int) -> int:
+    try:
+        return int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _dockerds():
+    """Daemons, not the short-lived forks a busy dockerd makes (same cmdline until exec)."""
+    pids = {pid for pid, argv in _processes() if Path(argv[0]).name == "dockerd"}
+    return sorted(pid for pid in pids if _ppid(pid) not in pids)
+
+
+def _our_registries(dev: Path):
+    conf = str(dev / "registry.yml")
+    return [pid for pid, argv in _processes()
+            if any(Path(a).name == "docker-registry" for a in argv[:2]) and conf in argv]
+
+
+def _our_emulators(dev: Path):
+    data = str(dev / "gcs")
+    return [pid for pid, argv in _processes()
+            if any(Path(a).name == "gcp-storage-emulator" for a in argv[:2])
+            and "--data-dir" in argv and argv[argv.index("--data-dir") + 1] == data]
+
+
+def _services() -> dict:
+    return json.loads((dev_dir() / "services.json").read_text())
+
+
+def _up():
+    result = run_dev_env("up")
+    assert result.returncode == 0, f"dev-env up failed:\n{result.stderr}"
+    return result
+
+
+def test_up_twice_leaves_exactly_one_of_each(dev_services):
+    _up()
+    second = _up()
+    services = _services()
+    dev = Path(services["dev_dir"])
+
+    assert len(_dockerds()) == 1
+    assert _our_registries(dev) == [services["pids"]["registry"]]
+    assert _our_emulators(dev) == [services["pids"]["gcs_emulator"]]
+    # Reused, not restarted: same addresses and processes as the session's first `up`.
+    for key in ("docker_host", "registry", "storage_emulator_host", "pids"):
+        assert services[key] == dev_services[key]
+    assert "reusing" in second.stderr
+    assert "starting dockerd" not in second.stderr
+
+
+def test_services_files_describe_the_services(dev_services):
+    assert set(dev_services) >= {"docker_host", "registry", "storage_emulator_host", "helm",
+                                 "kubectl", "base_image", "started"}
+    assert re.fullmatch(r"127\.0\.0\.1:\d+", dev_services["registry"])
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+", dev_services["storage_emulator_host"])
+    assert dev_services["base_image"] == BASE_IMAGE
+    assert dev_services["started"]["registry"] and dev_services["started"]["gcs_emulator"]
+
+    env = subprocess.run(
+        ["bash", "-c", f'. "{dev_dir() / "services.env"}" && '
+                       'echo "$DOCKER_HOST|$CLASSTOOLS_REGISTRY|$STORAGE_EMULATOR_HOST"'],
+        capture_output=True, text=True, check=True, env={"PATH": "/usr/bin:/bin"})
+    assert env.stdout.strip() == "|".join(
+        [dev_services["docker_host"], dev_services["registry"], dev_services["storage_emulator_host"]])
+
+
+def test_status_reports_everything_up(dev_services):
+    result = run_dev_env("status", timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    states = dict(line.split()[:2] for line in result.stdout.splitlines())
+    assert states == {"docker": "running", "registry": "running", "gcs-emulator": "running",
+                      "helm": "present", "kubectl": "present", "base-image": "present"}
+
+
+def test_registry_answers_the_v2_api(registry):
+    with HTTP.open(f"http://{registry}/v2/", timeout=10) as resp:
+        assert resp.status == 200
+        assert resp.headers["Docker-Distribution-Api-Version"] == "registry/2.0"
+
+
+def test_gcs_emulator_stores_and_returns_a_blob(gcs_emulator, dev_services):
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    client = storage.Client(project="classtools-dev", credentials=AnonymousCredentials())
+    assert client.api_endpoint == gcs_emulator  # i.e. STORAGE_EMULATOR_HOST took effect
+    name = f"dev-env-test-{uuid.uuid4().hex[:12]}"
+    payload = b"hello from the dev environment\n" * 100
+    bucket = client.create_bucket(name)
+    try:
+        bucket.blob("nested/hello.txt").upload_from_string(payload, content_type="text/plain")
+        again = storage.Client(project="classtools-dev", credentials=AnonymousCredentials())
+        assert again.bucket(name).blob("nested/hello.txt").download_as_bytes() == payload
+        assert [b.name for b in again.list_blobs(name)] == ["nested/hello.txt"]
+        # On disk under the dev dir, not in memory or the current directory.
+        assert (Path(dev_services["dev_dir"]) / "gcs" / ".cloudstorage" / name).is_dir()
+    finally:
+        for blob in client.list_blobs(name):
+            blob.delete()
+        bucket.delete()
+
+
+def test_helm_is_v3_or_v4(helm_bin):
+    result = subprocess.run([helm_bin, "version", "--short"], capture_output=True, text=True,
+                            check=True)
+    assert re.match(r"v[34]\.\d+\.\d+", result.stdout), result.stdout
+
+
+def test_kubectl_client_works(kubectl_bin):
+    result = subprocess.run([kubectl_bin, "version", "--client"], capture_output=True, text=True,
+                            check=True)
+    assert "Client Version:" in result.stdout
+
+
+def test_base_image_exists_and_runs(docker_client, dev_services):
+    subprocess.run(["docker", "--host", dev_services["docker_host"], "image", "inspect", BASE_IMAGE],
+                   capture_output=True, check=True)
+    assert docker_client.containers.run(BASE_IMAGE, "true", remove=True) == b""
+    release = docker_client.containers.run(BASE_IMAGE, ["cat", "/etc/debian_version"], remove=True)
+    assert release.decode().startswith("12.")
+
+
+def test_engine_pushes_to_and_pulls_from_the_registry(docker_client, registry):
+    import docker
+
+    # dockerd allows plain HTTP to 127.0.0.0/8 out of the box; the registry relies on it.
+    cidrs = docker_client.info()["RegistryConfig"]["InsecureRegistryCIDRs"]
+    assert any(ip_address("127.0.0.1") in ip_network(c) for c in cidrs), cidrs
+
+    base = docker_client.images.get(BASE_IMAGE)
+    repo, tag = f"{registry}/test/base", "x"
+    assert base.tag(repo, tag=tag)
+    digest = None
+    try:
+        log = list(docker_client.images.push(repo, tag=tag, stream=True, decode=True))
+        assert not [line for line in log if "error" in line or "errorDetail" in line], log
+        digest = next(line["aux"]["Digest"] for line in log if "Digest" in line.get("aux", {}))
+
+        docker_client.images.remove(f"{repo}:{tag}")
+        with pytest.raises(docker.errors.ImageNotFound):
+            docker_client.images.get(f"{repo}:{tag}")
+        assert docker_client.images.pull(repo, tag=tag).id == base.id
+
+        with HTTP.open(f"http://{registry}/v2/test/base/tags/list", timeout=10) as resp:
+            assert tag in json.load(resp)["tags"]
+    finally:
+        try:
+            docker_client.images.remove(f"{repo}:{tag}")
+        except docker.errors.ImageNotFound:
+            pass
+        if digest:
+            # storage.delete.enabled: the registry must let us clean up.
+            req = urllib.request.Request(f"http://{registry}/v2/test/base/manifests/{digest}",
+                                         method="DELETE")
+            with HTTP.open(req, timeout=10) as resp:
+                assert resp.status == 202
+    with pytest.raises(urllib.error.HTTPError) as gone:
+        HTTP.open(f"http://{registry}/v2/test/base/manifests/{tag}", timeout=10)
+    assert gone.value.code == 404
+
+
+def test_down_stops_only_its_own_services_and_up_restores_them(dev_services, tmp_path):
+    """A private dev dir: the shared services stay up for the other tests (and for
+    anyone else using this machine's dev environment meanwhile)."""
+    dev = tmp_path / "dev"
+    shared = _services()
+    dockerds = _dockerds()
+    try:
+        first = run_dev_env("up", dev=dev)
+        assert first.returncode == 0, first.stderr
+        before = json.loads((dev / "services.json").read_text())
+        # The engine is shared and was not started from this dev dir: never ours to stop.
+        assert before["started"]["dockerd"] is False
+        assert before["registry"] != shared["registry"]
+        assert len(_our_registries(dev)) == 1 and len(_our_emulators(dev)) == 1
+
+        down = run_dev_env("down", timeout=300, dev=dev)
+        assert down.returncode == 0, down.stderr
+        assert _our_registries(dev) == [] and _our_emulators(dev) == []
+        assert _dockerds() == dockerds
+        assert not (dev / "services.json").exists()
+        assert run_dev_env("status", timeout=120, dev=dev).returncode == 1
+        assert run_dev_env("down", timeout=300, dev=dev).returncode == 0  # nothing left: fine
+
+        again = run_dev_env("up", dev=dev)
+        assert again.returncode == 0, again.stderr
+        after = json.loads((dev / "services.json").read_text())
+        for key in ("docker_host", "registry", "storage_emulator_host"):
+            assert after[key] == before[key]  # recorded ports are reused
+        assert len(_our_registries(dev)) == 1 and len(_our_emulators(dev)) == 1
+    finally:
+        run_dev_env("down", timeout=300, dev=dev)
+    # The shared services never noticed.
+    assert _services()["pids"] == shared["pids"]
+    assert len(_our_registries(Path(shared["dev_dir"]))) == 1
