@@ -12,6 +12,7 @@ image task's `file_dep`.
 
 from __future__ import annotations
 
+import functools
 import os
 import posixpath
 import re
@@ -81,15 +82,21 @@ class Matcher:
 
     def excluded(self, path: str) -> bool:
         """Is `path` (relative, '/'-separated) left out of the build context?"""
-        parents = [path]
-        while "/" in parents[-1]:
-            parents.append(parents[-1].rsplit("/", 1)[0])
+        directory, _, _ = path.rpartition("/")
+        above = self._dir_hits(directory) if directory else (False,) * len(self.rules)
         result = False
-        for include, regex in self.rules:
+        for (include, regex), hit_above in zip(self.rules, above):
             # A pattern matches the path itself or any directory above it.
-            if any(regex.match(candidate) for candidate in parents):
+            if hit_above or regex.match(path):
                 result = not include
         return result
+
+    @functools.lru_cache(maxsize=None)
+    def _dir_hits(self, directory: str) -> tuple:
+        """Per rule: does it match `directory` or a directory above it? (cached: files share them)"""
+        parent, _, _ = directory.rpartition("/")
+        above = self._dir_hits(parent) if parent else (False,) * len(self.rules)
+        return tuple(hit or bool(regex.match(directory)) for (_, regex), hit in zip(self.rules, above))
 
 
 def context_files(root: Path) -> list[str]:

@@ -37,7 +37,7 @@ def image_tasks(config):
             "name": spec.name,
             "doc": DOCS.get(spec.name, f"Build the {spec.name} image"),
             "actions": [(ensure_image, [config, spec.name])],
-            "file_dep": [str(path) for _, path in imagespec.sources(config, spec)],
+            "file_dep": [path for _, path in imagespec.sources(config, spec)],
             "uptodate": [config_inputs(config, *spec.config_keys)],
             "verbosity": 2,
         }
@@ -130,6 +130,8 @@ def _build(config, spec, files, generated, parent_ref, ref, platform, engine, re
     with tempfile.TemporaryDirectory(prefix=f"classtools-{spec.name}-") as tmp:
         context = Path(tmp) / "context"
         stage(context, files, generated)
+        if spec.bakes_datasets:  # the Dockerfile bind-mounts it, even when there are no datasets
+            (context / "classroom" / "datasets").mkdir(parents=True, exist_ok=True)
         if remote:
             _stage_remote(context, remote, json.loads(generated["classroom/datasets-remote.json"]), engine)
         return engine.build(spec.name, context, ref, imagespec.build_args(config, spec, parent_ref),
@@ -152,7 +154,7 @@ def stage(context: Path, files, generated: dict):
     for rel, source in files:
         target = context / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_symlink():
+        if os.path.islink(source):
             os.symlink(os.readlink(source), target)
         else:
             shutil.copy2(source, target)

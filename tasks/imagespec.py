@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,21 +77,24 @@ def build_args(config, spec: ImageSpec, parent_ref: str | None) -> dict:
     return dict(sorted(args.items()))
 
 
-def sources(config, spec: ImageSpec) -> list[tuple[str, Path]]:
-    """(path in the build context, file on disk) for every source file the build sends."""
-    found = [(rel, spec.source / rel) for rel in context_files(spec.source)]
+def sources(config, spec: ImageSpec) -> list[tuple[str, str]]:
+    """(path in the build context, file on disk) for every source file the build sends.
+
+    Plain strings, not Paths: this runs for every file at each `doit` start.
+    """
+    def under(root, prefix=""):
+        root = str(root)
+        return [(prefix + rel, os.path.join(root, rel)) for rel in context_files(root)]
+
+    found = under(spec.source)
     for name in spec.shared:
-        shared = spec.source.parent / name
-        found += [(f"{name}/{rel}", shared / rel) for rel in context_files(shared)]
+        found += under(spec.source.parent / name, f"{name}/")
     if spec.bakes_datasets:
         for dataset in config.datasets:
             local = local_dataset(config, dataset)
             if local is not None:
-                prefix = f"classroom/datasets/{dataset['name']}"
-                if local.is_file():
-                    found.append((f"{prefix}/{local.name}", local))
-                else:
-                    found += [(f"{prefix}/{rel}", local / rel) for rel in context_files(local)]
+                prefix = f"classroom/datasets/{dataset['name']}/"
+                found += [(prefix + local.name, str(local))] if local.is_file() else under(local, prefix)
     return found
 
 
@@ -172,10 +176,11 @@ def content_tag(spec: ImageSpec, file_digests: dict[str, str], generated: dict[s
     return digest.hexdigest()[:24]
 
 
-def context_digests(files: list[tuple[str, Path]]) -> dict[str, str]:
+def context_digests(files: list[tuple[str, str]]) -> dict[str, str]:
     """Digests of the files a build sends; the Dockerfile counts without its comments."""
     digests = {}
     for rel, path in files:
+        path = Path(path)
         if rel == "Dockerfile":
             text = normalized_dockerfile(path.read_text(encoding="utf-8"))
             digests[rel] = "dockerfile:" + hashlib.sha256(text.encode()).hexdigest()
