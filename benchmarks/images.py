@@ -85,7 +85,8 @@ def noop(args):
 
 
 def _cold():
-    subprocess.run(["docker", "builder", "prune", "-af"], check=True, capture_output=True)
+    import docker
+    docker.from_env().api.prune_builds(all=True)  # BuildKit's layer and pip caches
 
 
 def rebuild(args):
