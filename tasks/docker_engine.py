@@ -73,6 +73,9 @@ def local_image_id(ref: str) -> str | None:
         return None
 
 
+_AUTH_WORDS = ("unauthorized", "denied", "credentials", "authentication required", "forbidden")
+
+
 def registry_digest(ref: str) -> str | None:
     """The manifest digest the registry holds for `ref`, or None if it has no such tag."""
     import docker.errors
@@ -84,7 +87,8 @@ def registry_digest(ref: str) -> str | None:
         if exc.status_code == 404 or "manifest unknown" in text or "not found" in text:
             return None
         registry = ref.split("/", 1)[0]
-        if "unauthorized" in text or "denied" in text or exc.status_code in (401, 403):
+        # The engine reports a registry's 401 as its own 500, so the words decide.
+        if exc.status_code in (401, 403) or any(word in text for word in _AUTH_WORDS):
             raise EngineError(f"registry {registry} refused our credentials for {ref} "
                               f"({_short(exc)}); log in with `docker login {registry}` "
                               "(Artifact Registry: `gcloud auth configure-docker`)") from None

@@ -171,9 +171,12 @@ def test_unreachable_registry_is_a_clear_failure(classroom):
 def test_ca_bundle_is_a_build_secret_never_a_layer(classroom, docker_client):
     import json
     text = (classroom.config / "classroom.yaml").read_text()
-    classroom.write("classroom.yaml", text.replace('ca_bundle: ""', 'ca_bundle: /etc/ssl/certs/ca-certificates.crt'))
+    assert "ca_bundle: /etc/ssl/certs/ca-certificates.crt" in text  # the committed default
     # the bundle is how a build reaches the network, not what it builds: the tag ignores it
-    assert _built(classroom.doit("image:base", check=True)) == set()
+    classroom.write("classroom.yaml", text.replace("ca_bundle: /etc/ssl/certs/ca-certificates.crt",
+                                                   'ca_bundle: ""'))
+    assert _ran(classroom.doit("image:base", check=True)) == set()
+    classroom.write("classroom.yaml", text)
     dockerfile = classroom.root / "images" / "base" / "Dockerfile"
     # change a step before the RUN, or BuildKit reuses its cached result (secrets are not cache keys)
     dockerfile.write_text(dockerfile.read_text().replace("/opt/hello.txt", "/opt/hello-ca.txt"))
@@ -185,3 +188,51 @@ def test_ca_bundle_is_a_build_secret_never_a_layer(classroom, docker_client):
                                         remove=True, network_mode="none") == b""
     history = json.dumps([layer for layer in docker_client.api.history(ref)])
     assert "BEGIN CERTIFICATE" not in history
+
+
+@pytest.fixture
+def locked_registry(tmp_path, dev_services):
+    """A second real registry that demands a password we do not have."""
+    import crypt  # bcrypt through libxcrypt: the registry's htpasswd wants $2b$ hashes
+    import socket
+    import subprocess
+    import time
+    import urllib.error
+    import urllib.request
+    (tmp_path / "htpasswd").write_text(f"teacher:{crypt.crypt('s3cret', crypt.mksalt(crypt.METHOD_BLOWFISH))}\n")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    (tmp_path / "registry.yml").write_text(f"""version: 0.1
+storage: {{filesystem: {{rootdirectory: {tmp_path / 'data'}}}}}
+http: {{addr: 127.0.0.1:{port}, secret: test-only}}
+auth: {{htpasswd: {{realm: classroom-test, path: {tmp_path / 'htpasswd'}}}}}
+""")
+    process = subprocess.Popen(["docker-registry", "serve", str(tmp_path / "registry.yml")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2)
+            except urllib.error.HTTPError as exc:
+                assert exc.code == 401
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the locked registry did not start"
+                time.sleep(0.2)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_registry_auth_failure_is_a_clear_failure(classroom, locked_registry):
+    text = (classroom.config / "classroom.yaml").read_text()
+    classroom.write("classroom.yaml", re.sub(r'registry: "[^"]+"', f'registry: "{locked_registry}/c"', text))
+    result = classroom.doit("image:db")
+    assert result.returncode != 0
+    assert (f"image:db: registry {locked_registry} refused our credentials for {locked_registry}/c/db:"
+            in result.stdout)
+    assert f"log in with `docker login {locked_registry}`" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr

@@ -21,7 +21,6 @@ import pytest
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
 def _free_port() -> int:
@@ -70,7 +69,6 @@ def real(tmp_path_factory, registry, course_repo):
     shutil.copytree(REPO / "images", project.root / "images")
     text = (project.config / "classroom.yaml").read_text()
     text = text.replace('registry: ""', f'registry: "{registry}/real"')
-    text = text.replace('ca_bundle: ""', f"ca_bundle: {CA_BUNDLE}")
     project.port = _free_port()
     text = text.replace("port: 8888", f"port: {project.port}")
     project.write("classroom.yaml", text)
