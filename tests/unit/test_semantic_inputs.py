@@ -71,7 +71,8 @@ def test_a_real_value_change_changes_exactly_the_keys_that_hold_it(project, edit
 def test_admin_users_edit_touches_only_admin_users(project):
     keys = ("courses", "classroom.images", "classroom.build", "classroom.auth.admin_users")
     before = _digests(project, *keys)
-    project.write("classroom.yaml", "auth:\n  admin_users: [dean]\n")
+    text = (project.config / "classroom.yaml").read_text()
+    project.write("classroom.yaml", text.replace("admin_users: []", "admin_users: [dean]"))
     after = _digests(project, *keys)
     assert [k for k in keys if before[k] != after[k]] == ["classroom.auth.admin_users"]
 
