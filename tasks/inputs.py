@@ -27,17 +27,21 @@ class config_inputs:  # lower case, like doit's own uptodate helpers
         self.keys = keys
         self.digests = {key: digest(config.value(key)) for key in keys}
         self.changed: list[str] = []
+        self.first_run = False
 
     def configure_task(self, task):
         task.value_savers.append(lambda: {self.STATE_KEY: self.digests})
 
     def __call__(self, task, values):
         last = values.get(self.STATE_KEY) or {}
+        self.first_run = not last
         self.changed = [key for key in self.keys if last.get(key) != self.digests[key]]
         return not self.changed
 
     def __repr__(self):
         # `doit info -s TASK` prints this when the check fails: name the keys.
+        if self.changed and self.first_run:
+            return "config inputs not recorded yet (the task never succeeded): " + ", ".join(self.keys)
         if self.changed:
             return "config changed: " + ", ".join(self.changed)
         return "config inputs: " + ", ".join(self.keys)
