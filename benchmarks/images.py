@@ -8,7 +8,7 @@
 `noop` uses the stand-in images of the tests plus 5,000 generated context
 files and 50 courses, built into the local engine once, then times a no-op
 `doit` against a bare one-task dodo.py, interleaved, medians of the same run.
-`rebuild` and `parallel` empty BuildKit's cache (`docker builder prune`) to
+`rebuild` and `parallel` remove the local `classroom/*` images and empty BuildKit's cache to
 make a build cold: run them on a machine where that is acceptable.
 """
 
