@@ -3,7 +3,8 @@
     config/ ─validate─▶ secrets
     images/base ──▶ image:base ──▶ image:notebook, image:local
     images/db   ──▶ image:db
-    (chart and releases join this chain stage by stage)
+    helm/classroom + image tags ──▶ chart:package ──▶ chart:publish (a bucket helm repo)
+    (releases join this chain next)
 
 Config is validated when this file loads, so every doit command (`doit`,
 `doit list`, `doit info`, ...) refuses bad input before any task runs.
@@ -13,10 +14,10 @@ a no-op `doit` costs little more than doit's own start-up.
 
 from pathlib import Path
 
-from tasks import config as classroom, images, local, secretstore
+from tasks import chart, config as classroom, images, local, secretstore
 
 CONFIG = classroom.load_or_exit()
-DOIT_CONFIG = {**classroom.doit_settings(CONFIG), "default_tasks": ["secrets", "image"]}
+DOIT_CONFIG = {**classroom.doit_settings(CONFIG), "default_tasks": ["secrets", "image", "chart"]}
 Path(DOIT_CONFIG["dep_file"]).parent.mkdir(parents=True, exist_ok=True)
 
 
@@ -28,6 +29,11 @@ def task_secrets():
 def task_image():
     """Build the images by content tag; push to the registry when one is configured."""
     yield from images.image_tasks(CONFIG)
+
+
+def task_chart():
+    """Package the classroom chart by content version and publish it to the charts bucket."""
+    yield from chart.chart_tasks(CONFIG)
 
 
 def task_local():

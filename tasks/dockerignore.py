@@ -74,9 +74,9 @@ class Matcher:
         self.has_exceptions = any(include for include, _ in self.rules)
 
     @classmethod
-    def for_context(cls, root: Path) -> "Matcher":
+    def for_context(cls, root: Path, file_name: str = ".dockerignore") -> "Matcher":
         try:
-            return cls((root / ".dockerignore").read_text(encoding="utf-8").splitlines())
+            return cls((Path(root) / file_name).read_text(encoding="utf-8").splitlines())
         except FileNotFoundError:
             return cls([])
 
@@ -99,10 +99,10 @@ class Matcher:
         return tuple(hit or bool(regex.match(directory)) for (_, regex), hit in zip(self.rules, above))
 
 
-def context_files(root: Path) -> list[str]:
+def context_files(root: Path, matcher: Matcher | None = None) -> list[str]:
     """Sorted relative paths of the regular files and links a build of `root` sends."""
     root = Path(root)
-    matcher = Matcher.for_context(root)
+    matcher = matcher or Matcher.for_context(root)
     found = []
     for directory, subdirs, files in os.walk(root):
         rel_dir = os.path.relpath(directory, root)

@@ -153,6 +153,12 @@ FORMATS: dict[str, Format] = {
         _pip_requirement, "a pip requirement such as 'altair>=5' (a name and version specifier, no options)"),
     "build_arg_name": Format(
         _pattern(r"[A-Za-z_][A-Za-z0-9_]*"), "a build argument name (letters, digits and '_')"),
+    "semver": Format(
+        _pattern(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?"),
+        "a SemVer 2 version such as 4.2.0"),
+    "http_url": Format(
+        _pattern(r"https?://" + _HOST + r"(?::[0-9]+)?(?:/\S*)?"),
+        "an http(s) URL such as https://hub.jupyter.org/helm-chart/"),
     "text": Format(lambda v: v.isprintable(), "a single line of text"),
     "path": Format(
         lambda v: v.isprintable() and v.strip() == v,

@@ -120,6 +120,15 @@ CLASSROOM = {
         "charts": string("bucket_url", default="file://.classroom/buckets/charts"),
         "data": string("bucket_url", default="file://.classroom/buckets/data"),
     }),
+    "chart": section({
+        # z2jh, pinned: the classroom chart depends on exactly this version
+        "jupyterhub_version": string("semver", default="4.2.0"),
+        # a local copy (.tgz) of that chart, for machines that cannot reach the repository
+        "jupyterhub_chart": optional("path"),
+        "jupyterhub_repository": string("http_url", default="https://hub.jupyter.org/helm-chart/"),
+        # where `helm repo add` finds the charts bucket; "" = https://storage.googleapis.com/BUCKET
+        "repository_url": optional("http_url"),
+    }),
     "gcp": section({
         "project": optional("gcp_project"),
         "region": string("gcp_region", default="us-central1"),

@@ -1,0 +1,197 @@
+"""Chart stage: `chart:package` (helm lint, then a reproducible .tgz) → `chart:publish`.
+
+The upstream JupyterHub chart is an input like any other: a local .tgz named
+in config, a copy cached by an earlier `helm pull`, or a fresh `helm pull`.
+Without it `helm package` cannot work.  In the `gke` profile that is an
+error; in the `local` profile (often offline) the chart tasks say so and
+step aside, and everything that does not need the chart still runs.  A skip
+is remembered: later no-op runs do not knock on the repository again; a new
+local copy, a config change or new images make the chart task try again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from doit.tools import result_dep
+
+from tasks import chartspec
+from tasks.dockerignore import Matcher, context_files
+from tasks.inputs import config_inputs
+
+CHART_KEYS = ("classroom.chart.jupyterhub_version", "classroom.chart.jupyterhub_chart",
+              "classroom.exchange", "classroom.hub.tls", "courses")
+PUBLISH_KEYS = ("classroom.buckets.charts", "classroom.chart.repository_url")
+
+
+def chart_dir(config) -> Path:
+    return config.project_dir / "helm" / chartspec.CHART_NAME
+
+
+def output_dir(config) -> Path:
+    return config.project_dir / ".classroom" / "charts"
+
+
+def chart_sources(config) -> list[str]:
+    """The chart's files as helm packages them (.helmignore, read like .dockerignore)."""
+    root = chart_dir(config)
+    if not root.is_dir():
+        return []
+    matcher = Matcher.for_context(root, ".helmignore")
+    return [rel for rel in context_files(root, matcher) if not rel.startswith("charts/")]
+
+
+def upstream_chart(config) -> Path:
+    chart = config.classroom["chart"]
+    if chart["jupyterhub_chart"]:
+        return config.path(chart["jupyterhub_chart"])
+    return output_dir(config) / "upstream" / f"jupyterhub-{chart['jupyterhub_version']}.tgz"
+
+
+def chart_tasks(config):
+    root = chart_dir(config)
+    sources = [str(root / rel) for rel in chart_sources(config)]
+    upstream = upstream_chart(config)
+    if config.classroom["chart"]["jupyterhub_chart"] and upstream.exists():
+        sources.append(str(upstream))  # a new local copy of z2jh makes a new chart
+    package = {
+        "name": "package",
+        "doc": "Lint the classroom chart and package it with its content-derived version",
+        "actions": [(package_chart, [config])],
+        "file_dep": sources,
+        "uptodate": [config_inputs(config, *CHART_KEYS),
+                     result_dep("image:notebook"), result_dep("image:db"),
+                     # Skipped for want of the upstream chart: try again once it is there,
+                     # not on every run (a no-op must not wait for an unreachable repository).
+                     lambda task, values: False if values.get("skipped") and upstream.exists() else None],
+        "getargs": {"notebook": ("image:notebook", None), "db": ("image:db", None)},
+        "verbosity": 2,
+    }
+    publish = {
+        "name": "publish",
+        "doc": "Publish the packaged chart to the charts bucket as a helm repository",
+        "actions": [(publish_chart, [config])],
+        "uptodate": [config_inputs(config, *PUBLISH_KEYS), result_dep("chart:package")],
+        "getargs": {"package": ("chart:package", None)},
+        "verbosity": 2,
+    }
+    return [package, publish]
+
+
+def _fetch_upstream(config, log) -> tuple[Path | None, str]:
+    """The z2jh chart .tgz, or (None, why not)."""
+    from tasks import helm
+    chart = config.classroom["chart"]
+    target = upstream_chart(config)
+    if target.exists():
+        return target, ""
+    if chart["jupyterhub_chart"]:
+        return None, (f"chart.jupyterhub_chart names {target}, which does not exist")
+    repository, version = chart["jupyterhub_repository"], chart["jupyterhub_version"]
+    log(f"chart:package: fetching jupyterhub {version} from {repository}")
+    try:
+        pulled = helm.pull(repository, "jupyterhub", version, target.parent)
+    except helm.HelmError as exc:
+        return None, (f"the JupyterHub chart {version} is not available from {repository} ({exc}); "
+                      f"download jupyterhub-{version}.tgz where the repository is reachable and set "
+                      "chart.jupyterhub_chart in config/classroom.yaml to its path")
+    return pulled, ""
+
+
+def package_chart(config, notebook=None, db=None):
+    from doit.exceptions import TaskFailed
+
+    from tasks import helm
+
+    def log(line):
+        print(line, flush=True)
+
+    if not (chart_dir(config) / "Chart.yaml").exists():
+        return TaskFailed(f"chart:package: no chart at {chart_dir(config)}")
+    upstream, why = _fetch_upstream(config, log)
+    if upstream is None:
+        if config.profile == "local":
+            log(f"chart:package: skipped: {why}")
+            return {"skipped": why}
+        return TaskFailed(f"chart:package: {why}")
+    if not notebook or not db or "ref" not in notebook or "ref" not in db:
+        return TaskFailed("chart:package: the notebook and db images have not been built")
+
+    root = chart_dir(config)
+    sources = {rel: (root / rel).read_bytes() for rel in chart_sources(config)}
+    values = chartspec.merge(chartspec.classroom_values(config),
+                             chartspec.image_values({"notebook": notebook, "db": db}))
+    dependency = upstream.read_bytes()
+    dependency_version = config.classroom["chart"]["jupyterhub_version"]
+    base_version = _base_version(sources)
+    version = chartspec.chart_version(base_version, sources, values, dependency_version,
+                                      hashlib.sha256(dependency).hexdigest())
+    files = chartspec.chart_files(sources, version, dependency_version, values,
+                                  (f"jupyterhub-{dependency_version}.tgz", dependency))
+    try:
+        with tempfile.TemporaryDirectory(prefix="classtools-chart-") as tmp:
+            staged = Path(tmp) / chartspec.CHART_NAME
+            for rel, data in files.items():
+                (staged / rel).parent.mkdir(parents=True, exist_ok=True)
+                (staged / rel).write_bytes(data)
+            helm.lint(staged)
+            helm.package(staged, Path(tmp) / "helm-package")  # helm's own checks, e.g. dependencies
+    except helm.HelmError as exc:
+        return TaskFailed(f"chart:package: {exc}")
+
+    data = chartspec.archive(files)
+    out = output_dir(config)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{chartspec.CHART_NAME}-{version}.tgz"
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temp.write_bytes(data)
+    os.replace(temp, path)
+    log(f"chart:package: {path.name} (sha256 {hashlib.sha256(data).hexdigest()[:12]}…)")
+    return {"version": version, "path": str(path), "digest": hashlib.sha256(data).hexdigest()}
+
+
+def _base_version(sources) -> str:
+    import yaml
+    return str(yaml.safe_load(sources["Chart.yaml"]).get("version", "0.1.0"))
+
+
+def publish_chart(config, package=None):
+    from doit.exceptions import TaskFailed
+
+    from tasks import chart_repo
+
+    if not package or package.get("skipped") or "version" not in package:
+        why = (package or {}).get("skipped", "no chart was packaged")
+        print(f"chart:publish: skipped: {why}", flush=True)
+        return {"skipped": why}
+    path = Path(package["path"])
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return TaskFailed(f"chart:publish: {path} is gone; run `doit forget chart:package` and again")
+    if hashlib.sha256(data).hexdigest() != package["digest"]:
+        return TaskFailed(f"chart:publish: {path} changed since it was packaged; refusing to publish it")
+    try:
+        repository = chart_repo.open_repository(config.classroom["buckets"]["charts"], config.project_dir)
+        base_url = config.classroom["chart"]["repository_url"] or repository.public_url()
+        uploaded = repository.upload_chart(path.name, data)
+        files = {"Chart.yaml": _chart_yaml_from(data)}
+        created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        entry = chartspec.index_entry(files, package["digest"], f"{base_url.rstrip('/')}/{path.name}", created)
+        indexed = repository.add_to_index(entry)
+    except chart_repo.ChartRepoError as exc:
+        return TaskFailed(f"chart:publish: {exc}")
+    state = "published" if uploaded or indexed else "already published"
+    print(f"chart:publish: {state}: {path.name} in {repository.where} ({base_url})", flush=True)
+    return {"version": package["version"], "repository": base_url, "digest": package["digest"]}
+
+
+def _chart_yaml_from(data: bytes) -> bytes:
+    import io
+    import tarfile
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        return tar.extractfile(f"{chartspec.CHART_NAME}/Chart.yaml").read()

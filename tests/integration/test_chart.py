@@ -1,0 +1,225 @@
+"""The chart stage with real helm, the real GCS client and the GCS emulator.
+
+No chart repository is reachable here, so the JupyterHub dependency is the
+stand-in chart of tests/integration/charts/jupyterhub (shaped like z2jh for
+the values we set), packaged by real helm and named in config as a local copy.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+import subprocess
+import tarfile
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.integration
+
+HERE = Path(__file__).parent
+REPO = HERE.parents[1]
+
+
+def _ran(result) -> set[str]:
+    return {m.group(1) for m in re.finditer(r"^\.  (\S+)$", result.stdout, re.M)}
+
+
+@pytest.fixture(scope="session")
+def standin_chart(tmp_path_factory, helm_bin) -> Path:
+    out = tmp_path_factory.mktemp("standin")
+    subprocess.run([helm_bin, "package", str(HERE / "charts" / "jupyterhub"), "-d", str(out)],
+                   check=True, capture_output=True)
+    return next(out.glob("jupyterhub-*.tgz"))
+
+
+@pytest.fixture
+def bucket(gcs_emulator):
+    from google.cloud import storage
+    client = storage.Client.create_anonymous_client()
+    client.project = "classroom-test"
+    name = f"charts-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(name)
+    return name
+
+
+def _classroom(project, registry, bucket, standin_chart, prefix):
+    shutil.copytree(HERE / "images", project.root / "images")
+    shutil.copytree(REPO / "helm", project.root / "helm")
+    text = (project.config / "classroom.yaml").read_text()
+    text = text.replace('registry: ""', f'registry: "{registry}/{prefix}"')
+    text = text.replace("charts: file://.classroom/buckets/charts", f"charts: gs://{bucket}")
+    text = text.replace('jupyterhub_chart: ""', f"jupyterhub_chart: {standin_chart}")
+    text = text.replace("jupyterhub_version: 4.2.0", "jupyterhub_version: "
+                        + re.search(r"jupyterhub-(.+)\.tgz", standin_chart.name).group(1))
+    project.write("classroom.yaml", text)
+    return project
+
+
+@pytest.fixture
+def classroom(project, registry, bucket, standin_chart):
+    _classroom(project, registry, bucket, standin_chart, f"c{uuid.uuid4().hex[:8]}")
+    result = project.doit(check=True)
+    assert {"chart:package", "chart:publish"} <= _ran(result)
+    project.bucket = bucket
+    return project
+
+
+def _state(project, task):
+    return json.loads(project.dep_file.read_text())[task]["_values_:"]
+
+
+def _helm(*args, helm_bin, cwd=None):
+    return subprocess.run([helm_bin, *args], check=True, capture_output=True, text=True, cwd=cwd)
+
+
+def test_published_chart_installs_from_the_bucket_with_the_image_tags(classroom, helm_bin, gcs_emulator,
+                                                                      tmp_path):
+    version = _state(classroom, "chart:publish")["version"]
+    notebook = _state(classroom, "image:notebook")["ref"]
+    db = _state(classroom, "image:db")["ref"]
+    env_home = {"HELM_CONFIG_HOME": str(tmp_path / "h"), "HELM_CACHE_HOME": str(tmp_path / "c"),
+                "HELM_DATA_HOME": str(tmp_path / "d")}
+    run = lambda *a: subprocess.run([helm_bin, *a], check=True, capture_output=True, text=True,
+                                    env={**__import__("os").environ, **env_home})
+    run("repo", "add", "classroom-test", f"{gcs_emulator}/{classroom.bucket}")
+    (tmp_path / "pulled").mkdir()
+    run("pull", "classroom-test/classroom", "--version", version, "-d", str(tmp_path / "pulled"))
+    data = (tmp_path / "pulled" / f"classroom-{version}.tgz").read_bytes()
+    assert data == Path(_state(classroom, "chart:package")["path"]).read_bytes()
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        values = yaml.safe_load(tar.extractfile("classroom/values.yaml"))
+    image = values["jupyterhub"]["singleuser"]["image"]
+    assert f"{image['name']}:{image['tag']}" == notebook
+    assert values["classroom"]["images"]["db"] == db
+    rendered = run("template", "t", str(tmp_path / "pulled" / f"classroom-{version}.tgz")).stdout
+    assert notebook.rsplit(":", 1)[1] in rendered
+    # every rendered object is valid Kubernetes (offline schemas; no API server here)
+    import sys
+    check = subprocess.run([sys.executable, "-m", "kubernetes_validate", "-k", "1.30.0", "--strict", "-"],
+                           input=rendered, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_package_is_byte_identical_in_another_directory(classroom, registry, bucket, standin_chart,
+                                                       tmp_path):
+    from tests.conftest import Project
+    other = Project(tmp_path / "elsewhere" / "classroom")
+    shutil.copytree(classroom.config, other.config)
+    shutil.copytree(classroom.root / "images", other.root / "images")
+    shutil.copytree(classroom.root / "helm", other.root / "helm")
+    other.doit("chart:package", check=True)
+    mine, theirs = _state(classroom, "chart:package"), _state(other, "chart:package")
+    assert mine["version"] == theirs["version"]
+    assert Path(mine["path"]).read_bytes() == Path(theirs["path"]).read_bytes()
+
+
+def test_publishing_again_changes_nothing_and_versions_accumulate(classroom, gcs_emulator):
+    from google.cloud import storage
+    bucket = storage.Client.create_anonymous_client().bucket(classroom.bucket)
+    first_version = _state(classroom, "chart:publish")["version"]
+
+    again = classroom.doit("forget", "chart:publish")
+    assert again.returncode == 0
+    result = classroom.doit("chart:publish", check=True)
+    assert "already published" in result.stdout
+
+    courses = classroom.config / "courses.yaml"
+    courses.write_text(courses.read_text().replace("ref: main", "ref: v2"))
+    result = classroom.doit(check=True)
+    assert _ran(result) == {"image:notebook", "image:local", "chart:package", "chart:publish"}
+    second_version = _state(classroom, "chart:publish")["version"]
+    assert second_version != first_version
+    index = yaml.safe_load(bucket.blob("index.yaml").download_as_text())
+    assert {e["version"] for e in index["entries"]["classroom"]} == {first_version, second_version}
+    assert bucket.get_blob("index.yaml").cache_control == "no-cache"
+
+
+def test_admin_users_edit_makes_no_chart_work(classroom):
+    text = (classroom.config / "classroom.yaml").read_text()
+    classroom.write("classroom.yaml", text.replace("admin_users: []", "admin_users: [dean]"))
+    assert _ran(classroom.doit(check=True)) == set()
+
+
+def test_conflicting_upload_is_refused_and_the_index_kept(classroom, gcs_emulator):
+    from google.cloud import storage
+    bucket = storage.Client.create_anonymous_client().bucket(classroom.bucket)
+    index_before = bucket.blob("index.yaml").download_as_bytes()
+    courses = classroom.config / "courses.yaml"
+    courses.write_text(courses.read_text().replace("ref: main", "ref: v3"))
+    package = classroom.doit("chart:package", check=True)
+    assert "chart:package:" in package.stdout
+    name = Path(_state(classroom, "chart:package")["path"]).name
+    bucket.blob(name).upload_from_string(b"someone else's bytes")
+    result = classroom.doit("chart:publish")
+    assert result.returncode != 0
+    assert f"chart:publish: gs://{classroom.bucket}/{name} exists with other content" in result.stdout
+    assert bucket.blob("index.yaml").download_as_bytes() == index_before
+
+
+def test_missing_bucket_is_a_clear_failure(project, registry, standin_chart):
+    _classroom(project, registry, f"nobucket-{uuid.uuid4().hex[:8]}", standin_chart, "nb")
+    result = project.doit()
+    assert result.returncode != 0
+    assert re.search(r"chart:publish: bucket gs://nobucket-\w+ does not exist", result.stdout)
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_lint_errors_fail_the_package(classroom):
+    template = classroom.root / "helm" / "classroom" / "templates" / "broken.yaml"
+    template.write_text("kind: ConfigMap\nmetadata:\n  name: {{ .Values.nope.deeper }}\n")
+    result = classroom.doit("chart:package")
+    assert result.returncode != 0
+    assert "chart:package: helm lint failed" in result.stdout
+
+
+def test_local_profile_without_upstream_chart_skips_chart_tasks_only(project, registry):
+    shutil.copytree(HERE / "images", project.root / "images")
+    shutil.copytree(REPO / "helm", project.root / "helm")
+    text = (project.config / "classroom.yaml").read_text()
+    project.write("classroom.yaml", text.replace('registry: ""', f'registry: "{registry}/skip"'))
+    result = project.doit()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "chart:package: skipped: the JupyterHub chart 4.2.0 is not available from " \
+           "https://hub.jupyter.org/helm-chart/" in result.stdout
+    assert "set chart.jupyterhub_chart in config/classroom.yaml" in result.stdout
+    assert "chart:publish: skipped" in result.stdout
+    assert {"image:base", "image:notebook", "image:local", "image:db"} <= _ran(result)
+    assert _ran(project.doit(check=True)) == set(), "a skip is remembered: no-op runs stay no-ops"
+
+
+def test_upstream_chart_appearing_in_the_cache_resumes_the_chart_tasks(project, registry, standin_chart):
+    shutil.copytree(HERE / "images", project.root / "images")
+    shutil.copytree(REPO / "helm", project.root / "helm")
+    text = (project.config / "classroom.yaml").read_text()
+    version = re.search(r"jupyterhub-(.+)\.tgz", standin_chart.name).group(1)
+    project.write("classroom.yaml", text.replace('registry: ""', f'registry: "{registry}/resume"')
+                  .replace("jupyterhub_version: 4.2.0", f"jupyterhub_version: {version}"))
+    assert "chart:package: skipped" in project.doit(check=True).stdout
+    cache = project.root / ".classroom" / "charts" / "upstream"
+    cache.mkdir(parents=True, exist_ok=True)
+    shutil.copy(standin_chart, cache / standin_chart.name)
+    result = project.doit(check=True)
+    assert _ran(result) == {"chart:package", "chart:publish"}
+    assert "chart:publish: published: classroom-" in result.stdout
+
+
+def test_gke_profile_without_upstream_chart_is_an_error_naming_repository_and_key(project, helm_bin):
+    from tasks import chart
+    from tasks.config import load
+    project.write("classroom.yaml", """profile: gke
+images: {registry: europe-docker.pkg.dev/uni-ds/classroom}
+buckets: {charts: gs://uni-ds-charts, data: gs://uni-ds-data}
+gcp: {project: uni-ds, cluster: classroom}
+hub: {domain: hub.uni.example.edu}
+""")
+    shutil.copytree(REPO / "helm", project.root / "helm")
+    images = {"ref": "europe-docker.pkg.dev/uni-ds/classroom/x:1", "tag": "1", "digest": "sha256:" + "0" * 64}
+    failed = chart.package_chart(load(project.config), notebook=images, db=images)
+    message = str(failed)
+    assert "chart:package: the JupyterHub chart 4.2.0 is not available from https://hub.jupyter.org/helm-chart/" in message
+    assert "set chart.jupyterhub_chart in config/classroom.yaml" in message
