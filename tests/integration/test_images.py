@@ -37,20 +37,20 @@ def classroom(project, registry):
     text = (project.config / "classroom.yaml").read_text()
     project.write("classroom.yaml", text.replace('registry: ""', f'registry: "{prefix}"'))
     project.prefix = prefix
-    first = project.doit(check=True)
+    first = project.doit("image", check=True)
     assert _ran(first) >= ALL and _built(first) == {"base", "notebook", "local", "db"}
     return project
 
 
 def test_no_change_runs_nothing(classroom):
-    result = classroom.doit(check=True)
+    result = classroom.doit("image", check=True)
     assert _ran(result) == set()
 
 
 def test_base_dockerfile_edit_rebuilds_base_and_its_children(classroom):
     dockerfile = classroom.root / "images" / "base" / "Dockerfile"
     dockerfile.write_text(dockerfile.read_text() + "ENV COURSE_YEAR=2026\n")
-    result = classroom.doit(check=True)
+    result = classroom.doit("image", check=True)
     assert _ran(result) == {"image:base", "image:notebook", "image:local"}
     assert _built(result) == {"base", "notebook", "local"}
 
@@ -58,7 +58,7 @@ def test_base_dockerfile_edit_rebuilds_base_and_its_children(classroom):
 def test_courses_edit_rebuilds_the_images_that_bake_courses(classroom):
     courses = classroom.config / "courses.yaml"
     courses.write_text(courses.read_text().replace("ref: main", "ref: fall-2026"))
-    result = classroom.doit(check=True)
+    result = classroom.doit("image", check=True)
     assert _ran(result) == {"image:notebook", "image:local"}
     assert _built(result) == {"notebook", "local"}
 
@@ -66,7 +66,7 @@ def test_courses_edit_rebuilds_the_images_that_bake_courses(classroom):
 def test_db_dockerfile_edit_rebuilds_db_only(classroom):
     dockerfile = classroom.root / "images" / "db" / "Dockerfile"
     dockerfile.write_text(dockerfile.read_text().replace("/opt/init.sql", "/opt/init-db.sql"))
-    result = classroom.doit(check=True)
+    result = classroom.doit("image", check=True)
     assert _ran(result) == {"image:db"} and _built(result) == {"db"}
 
 
@@ -74,7 +74,7 @@ def test_edits_that_change_nothing_build_nothing(classroom):
     base = classroom.root / "images" / "base"
     # a comment in the Dockerfile: base re-checks its tag, finds it, and stops there
     (base / "Dockerfile").write_text((base / "Dockerfile").read_text() + "# why: a comment\n")
-    result = classroom.doit(check=True)
+    result = classroom.doit("image", check=True)
     assert _ran(result) == {"image:base"} and _built(result) == set()
     assert "is already in the registry; nothing to build" in result.stdout
     # mtime only, an ignored file, a YAML comment: nothing even runs
@@ -83,13 +83,13 @@ def test_edits_that_change_nothing_build_nothing(classroom):
     (base / "CHANGES.md").write_text("ignored by .dockerignore\n")
     courses = classroom.config / "courses.yaml"
     courses.write_text("# a comment\n" + courses.read_text())
-    assert _ran(classroom.doit(check=True)) == set()
+    assert _ran(classroom.doit("image", check=True)) == set()
 
 
 def test_admin_users_edit_touches_no_image(classroom):
     text = (classroom.config / "classroom.yaml").read_text()
     classroom.write("classroom.yaml", text.replace("admin_users: []", "admin_users: [dean]"))
-    assert _ran(classroom.doit(check=True)) == set()
+    assert _ran(classroom.doit("image", check=True)) == set()
 
 
 def test_wiped_state_with_images_in_the_registry_builds_nothing(classroom, docker_client):
@@ -97,7 +97,7 @@ def test_wiped_state_with_images_in_the_registry_builds_nothing(classroom, docke
     for image in ("base", "notebook", "local", "db"):
         for tagged in docker_client.images.list(name=f"{classroom.prefix}/{image}"):
             docker_client.images.remove(tagged.id, force=True)
-    result = classroom.doit("-n", "2", check=True)
+    result = classroom.doit("-n", "2", "image", check=True)
     assert _ran(result) >= ALL
     assert _built(result) == set()
     assert result.stdout.count("is already in the registry; nothing to build") == 4
@@ -123,7 +123,7 @@ def test_same_inputs_same_tag_in_another_checkout(classroom, tmp_path):
     other = Project(tmp_path / "elsewhere")
     shutil.copytree(classroom.root / "config", other.config)
     shutil.copytree(classroom.root / "images", other.root / "images")
-    result = other.doit(check=True)
+    result = other.doit("image", check=True)
     assert _built(result) == set()
     mine = json.loads(classroom.dep_file.read_text())
     theirs = json.loads(other.dep_file.read_text())
@@ -135,21 +135,21 @@ def test_parallel_builds_of_independent_images(classroom):
     for name in ("base", "db"):
         dockerfile = classroom.root / "images" / name / "Dockerfile"
         dockerfile.write_text(dockerfile.read_text() + f"LABEL edu.example.rev={uuid.uuid4().hex}\n")
-    result = classroom.doit("-n", "2", check=True)
+    result = classroom.doit("-n", "2", "image", check=True)
     assert _built(result) == {"base", "notebook", "local", "db"}
-    assert classroom.doit(check=True).stdout.count(".  ") == 0
+    assert classroom.doit("image", check=True).stdout.count(".  ") == 0
 
 
 def test_failing_build_names_the_image_and_marks_nothing_done(classroom):
     dockerfile = classroom.root / "images" / "db" / "Dockerfile"
     good = dockerfile.read_text()
     dockerfile.write_text(good + "RUN exit 3\n")
-    result = classroom.doit()
+    result = classroom.doit("image")
     assert result.returncode != 0
     assert "image:db: build of image db failed (exit 1)" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
     dockerfile.write_text(good)  # the earlier image is intact and still current
-    assert _built(classroom.doit(check=True)) == set()
+    assert _built(classroom.doit("image", check=True)) == set()
 
 
 def test_missing_dockerfile_is_a_clear_failure(classroom):

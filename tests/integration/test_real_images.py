@@ -67,6 +67,7 @@ def real(tmp_path_factory, registry, course_repo):
     project = Project(tmp_path_factory.mktemp("real") / "classroom")
     shutil.copytree(REPO / "config", project.config)
     shutil.copytree(REPO / "images", project.root / "images")
+    shutil.copytree(REPO / "helm", project.root / "helm")
     text = (project.config / "classroom.yaml").read_text()
     text = text.replace('registry: ""', f'registry: "{registry}/real"')
     project.port = _free_port()
