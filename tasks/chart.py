@@ -178,10 +178,11 @@ def publish_chart(config, package=None):
     try:
         repository = chart_repo.open_repository(config.classroom["buckets"]["charts"], config.project_dir)
         base_url = config.classroom["chart"]["repository_url"] or repository.public_url()
-        uploaded = repository.upload_chart(path.name, data)
         files = {"Chart.yaml": _chart_yaml_from(data)}
         created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         entry = chartspec.index_entry(files, package["digest"], f"{base_url.rstrip('/')}/{path.name}", created)
+        repository.check_index(entry)  # a corrupt or conflicting index: stop before uploading
+        uploaded = repository.upload_chart(path.name, data)
         indexed = repository.add_to_index(entry)
     except chart_repo.ChartRepoError as exc:
         return TaskFailed(f"chart:publish: {exc}")

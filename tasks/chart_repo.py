@@ -1,6 +1,8 @@
 """A helm chart repository in a bucket: gs:// through google-cloud-storage, or a directory.
 
-Publishing is two steps that are each safe to repeat: upload the .tgz unless
+Publishing checks that the index can take the new entry (parsable, no other
+archive under the same version), then takes two steps that are each safe to
+repeat: upload the .tgz unless
 the very same bytes are there (a different archive under the same version is
 refused: versions are immutable), then merge the index: read it, add the
 entry, write it back only if nobody wrote in between (`if_generation_match`
@@ -94,6 +96,11 @@ class GcsRepository:
             self._bucket = bucket
         return self._bucket
 
+    def check_index(self, entry: dict):
+        """Refuse before uploading anything if the index could not take the entry."""
+        blob = self.bucket.get_blob(INDEX)
+        merge_index(blob.download_as_text() if blob is not None else None, entry, self.where)
+
     def upload_chart(self, filename: str, data: bytes) -> bool:
         """True if uploaded, False if the same bytes were already there."""
         from google.api_core import exceptions
@@ -139,6 +146,10 @@ class DirectoryRepository:
 
     def public_url(self) -> str:
         return f"file://{self.path}"
+
+    def check_index(self, entry: dict):
+        index = self.path / INDEX
+        merge_index(index.read_text(encoding="utf-8") if index.exists() else None, entry, self.where)
 
     def upload_chart(self, filename: str, data: bytes) -> bool:
         with self._locked():

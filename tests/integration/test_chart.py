@@ -223,3 +223,30 @@ hub: {domain: hub.uni.example.edu}
     message = str(failed)
     assert "chart:package: the JupyterHub chart 4.2.0 is not available from https://hub.jupyter.org/helm-chart/" in message
     assert "set chart.jupyterhub_chart in config/classroom.yaml" in message
+
+
+def test_corrupt_index_stops_publishing_before_any_upload(classroom, gcs_emulator):
+    from google.cloud import storage
+    bucket = storage.Client.create_anonymous_client().bucket(classroom.bucket)
+    bucket.blob("index.yaml").upload_from_string(b"entries: [unclosed\n")
+    courses = classroom.config / "courses.yaml"
+    courses.write_text(courses.read_text().replace("ref: main", "ref: v4"))
+    result = classroom.doit()
+    assert result.returncode != 0
+    assert f"chart:publish: gs://{classroom.bucket}/index.yaml is corrupt" in result.stdout
+    name = Path(_state(classroom, "chart:package")["path"]).name
+    assert bucket.get_blob(name) is None, "nothing may be half-published"
+    assert bucket.blob("index.yaml").download_as_bytes() == b"entries: [unclosed\n"
+
+
+def test_no_credentials_is_a_clear_failure(classroom, tmp_path):
+    import os
+    classroom.doit("forget", "chart:publish", check=True)
+    env = {k: v for k, v in classroom.env().items()
+           if k not in ("STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS")}
+    env.update(HOME=str(tmp_path), NO_GCE_CHECK="True", CLOUDSDK_CONFIG=str(tmp_path / "gcloud"))
+    result = classroom.doit("chart:publish", env=env)
+    assert result.returncode != 0
+    assert (f"chart:publish: no Google Cloud credentials to write gs://{classroom.bucket}: run "
+            "`gcloud auth application-default login`") in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
