@@ -19,17 +19,17 @@ from pathlib import Path
 
 from doit.tools import result_dep
 
-from tasks import chartspec
 from tasks.dockerignore import Matcher, context_files
 from tasks.inputs import config_inputs
 
+CHART_NAME = "classroom"
 CHART_KEYS = ("classroom.chart.jupyterhub_version", "classroom.chart.jupyterhub_chart",
               "classroom.exchange", "classroom.hub.tls", "courses")
 PUBLISH_KEYS = ("classroom.buckets.charts", "classroom.chart.repository_url")
 
 
 def chart_dir(config) -> Path:
-    return config.project_dir / "helm" / chartspec.CHART_NAME
+    return config.project_dir / "helm" / CHART_NAME
 
 
 def output_dir(config) -> Path:
@@ -105,7 +105,7 @@ def _fetch_upstream(config, log) -> tuple[Path | None, str]:
 def package_chart(config, notebook=None, db=None):
     from doit.exceptions import TaskFailed
 
-    from tasks import helm
+    from tasks import chartspec, helm  # here, not at load: chartspec needs PyYAML
 
     def log(line):
         print(line, flush=True)
@@ -134,7 +134,7 @@ def package_chart(config, notebook=None, db=None):
                                   (f"jupyterhub-{dependency_version}.tgz", dependency))
     try:
         with tempfile.TemporaryDirectory(prefix="classtools-chart-") as tmp:
-            staged = Path(tmp) / chartspec.CHART_NAME
+            staged = Path(tmp) / CHART_NAME
             for rel, data in files.items():
                 (staged / rel).parent.mkdir(parents=True, exist_ok=True)
                 (staged / rel).write_bytes(data)
@@ -143,10 +143,10 @@ def package_chart(config, notebook=None, db=None):
     except helm.HelmError as exc:
         return TaskFailed(f"chart:package: {exc}")
 
-    data = chartspec.archive(files)
+    data = chartspec.archive(files, CHART_NAME)
     out = output_dir(config)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{chartspec.CHART_NAME}-{version}.tgz"
+    path = out / f"{CHART_NAME}-{version}.tgz"
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temp.write_bytes(data)
     os.replace(temp, path)
@@ -162,7 +162,7 @@ def _base_version(sources) -> str:
 def publish_chart(config, package=None):
     from doit.exceptions import TaskFailed
 
-    from tasks import chart_repo
+    from tasks import chart_repo, chartspec
 
     if not package or package.get("skipped") or "version" not in package:
         why = (package or {}).get("skipped", "no chart was packaged")
@@ -195,4 +195,4 @@ def _chart_yaml_from(data: bytes) -> bytes:
     import io
     import tarfile
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-        return tar.extractfile(f"{chartspec.CHART_NAME}/Chart.yaml").read()
+        return tar.extractfile(f"{CHART_NAME}/Chart.yaml").read()

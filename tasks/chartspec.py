@@ -39,7 +39,6 @@ def dump_values(values: dict) -> bytes:
 
 
 FIXED_MTIME = 946684800  # 2000-01-01: any constant will do; 0 upsets some tar readers
-CHART_NAME = "classroom"
 
 
 def image_values(images: dict) -> dict:
@@ -108,7 +107,7 @@ def chart_version(base_version: str, sources: dict[str, bytes], values: dict,
     return f"{core}-c{digest.hexdigest()[:12]}"
 
 
-def archive(files: dict[str, bytes], name: str = CHART_NAME) -> bytes:
+def archive(files: dict[str, bytes], name: str) -> bytes:
     """A .tgz that only depends on `files`."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:

@@ -50,8 +50,8 @@ def test_files_carry_version_dependency_and_image_refs():
 
 def test_archive_is_byte_identical_and_readable():
     files = chartspec.chart_files(SOURCES, "0.1.0-cabc", "4.2.0", {}, ("jupyterhub-4.2.0.tgz", b"x"))
-    first = chartspec.archive(dict(reversed(list(files.items()))))
-    assert first == chartspec.archive(files)
+    first = chartspec.archive(dict(reversed(list(files.items()))), "classroom")
+    assert first == chartspec.archive(files, "classroom")
     with tarfile.open(fileobj=io.BytesIO(first), mode="r:gz") as tar:
         names = tar.getnames()
         assert names == sorted(names) and all(n.startswith("classroom/") for n in names)
