@@ -34,6 +34,7 @@ BARE_DODO = 'def task_hello():\n    return {"actions": ["true"], "uptodate": [Tr
 def make_project(root: Path, images: Path, courses: int = 1, extra_files: int = 0) -> dict:
     shutil.copytree(REPO / "config", root / "config")
     shutil.copytree(images, root / "images", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "helm", root / "helm")
     if courses > 1:
         doc = {"courses": [{"name": f"course-{i:03d}", "repo": f"https://git.example.edu/c/{i}.git",
                             "instructors": [f"prof{i}"], "students": [f"s{i}a", f"s{i}b"]}

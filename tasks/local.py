@@ -10,10 +10,7 @@ printed in the URL: that is how one opens the server.
 
 from __future__ import annotations
 
-import secrets as random_tokens
 import time
-import urllib.error
-import urllib.request
 
 NETWORK = "classroom-local"
 DB = "classroom-local-db"
@@ -35,6 +32,8 @@ def task_dict(config) -> dict:
 def start(config, local, db, wait_seconds=180):
     from doit.exceptions import TaskFailed
 
+    import secrets
+
     from tasks import docker_engine as engine
     from tasks.secretstore import MissingSecret, SecretStore
 
@@ -45,7 +44,7 @@ def start(config, local, db, wait_seconds=180):
         _network(client)
         _replace(client, DB, db["ref"], network=NETWORK, environment={"MYSQL_ROOT_PASSWORD": password},
                  volumes={VOLUMES["db"]: {"bind": "/var/lib/mysql", "mode": "rw"}})
-        token = random_tokens.token_hex(24)
+        token = secrets.token_hex(24)
         _replace(client, SERVER, local["ref"], network=NETWORK,
                  environment={"JUPYTER_TOKEN": token, "DB_HOST": DB, "DB_PORT": "3306",
                               "DB_USER": "root", "DB_PASSWORD": password},
@@ -85,6 +84,9 @@ def _replace(client, name, image, **options):
 
 
 def _wait_ready(url, seconds) -> bool:
+    import urllib.error
+    import urllib.request  # ~15 ms of imports: not at `doit` start-up
+
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
