@@ -17,14 +17,13 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import yaml
-from noop import timed as run  # benchmarks/ is the script's directory, so on sys.path
+from noop import measure, print_table, timed as run  # benchmarks/ is on sys.path (the script's dir)
 
 REPO = Path(__file__).resolve().parent.parent
 DOIT = [sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py")]
@@ -67,16 +66,9 @@ def noop(args):
                                                        tmp / "synthetic"),
                  "synthetic classroom: doit list": (DOIT + ["-d", str(tmp / "synthetic"), "list"],
                                                     tmp / "synthetic")}
-        for cmd, cwd in cases.values():
-            subprocess.run(cmd, cwd=cwd, env=env, check=True, capture_output=True)
-        times = {name: [] for name in cases}
-        for _ in range(args.runs):
-            for name, (cmd, cwd) in cases.items():
-                times[name].append(run(cmd, cwd, env))
+        times = measure(cases, env, args.runs)
     print(f"synthetic classroom: 50 courses, {context} files in the base image's context\n")
-    print("| command | median (ms) | min (ms) | runs |\n|---|---:|---:|---:|")
-    for name, samples in times.items():
-        print(f"| {name} | {statistics.median(samples) * 1000:.0f} | {min(samples) * 1000:.0f} | {len(samples)} |")
+    print_table(times)
 
 
 def _cold():

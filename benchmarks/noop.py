@@ -53,14 +53,23 @@ def main():
             "bare dodo.py: doit (no-op)": (doit + ["--db-file", str(tmp / "bare.db")], tmp / "bare"),
             "classroom: doit (no-op)": (doit + ["-f", str(REPO / "dodo.py")], REPO),
         }
-        for cmd, cwd in cases.values():  # warm caches and bring every task up to date
-            subprocess.run(cmd, cwd=cwd, env=env, check=True, capture_output=True)
-        times = {name: [] for name in cases}
-        for _ in range(args.runs):
-            for name, (cmd, cwd) in cases.items():
-                times[name].append(timed(cmd, cwd, env))
+        times = measure(cases, env, args.runs)
+    print_table(times)
 
-    print(f"| command | median (ms) | min (ms) | runs |\n|---|---:|---:|---:|")
+
+def measure(cases: dict, env: dict, runs: int) -> dict:
+    """Warm up (and bring every task up to date), then time the cases interleaved."""
+    for cmd, cwd in cases.values():
+        subprocess.run(cmd, cwd=cwd, env=env, check=True, capture_output=True)
+    times = {name: [] for name in cases}
+    for _ in range(runs):
+        for name, (cmd, cwd) in cases.items():
+            times[name].append(timed(cmd, cwd, env))
+    return times
+
+
+def print_table(times: dict):
+    print("| command | median (ms) | min (ms) | runs |\n|---|---:|---:|---:|")
     for name, samples in times.items():
         print(f"| {name} | {statistics.median(samples) * 1000:.0f} | {min(samples) * 1000:.0f} | {len(samples)} |")
 
