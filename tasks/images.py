@@ -55,11 +55,17 @@ def ensure_image(config, name, parent=None):
 
     from tasks import docker_engine as engine
 
+    import docker.errors
+
     spec = next(s for s in imagespec.image_specs(config) if s.name == name)
     try:
         return _ensure(config, spec, parent, engine)
     except engine.EngineError as exc:
         return TaskFailed(f"image:{name}: {exc}")
+    except docker.errors.DockerException as exc:  # the SDK's own failures, said in one line
+        return TaskFailed(f"image:{name}: the Docker Engine refused: {str(exc).splitlines()[0][:300]}")
+    except OSError as exc:  # staging the build context: disk full, permissions
+        return TaskFailed(f"image:{name}: cannot stage the build context: {exc}")
 
 
 def _ensure(config, spec, parent, engine):
