@@ -24,7 +24,7 @@ from tasks.inputs import config_inputs
 
 CHART_NAME = "classroom"
 CHART_KEYS = ("classroom.chart.jupyterhub_version", "classroom.chart.jupyterhub_chart",
-              "classroom.exchange", "classroom.hub.tls", "courses")
+              "classroom.exchange", "courses")
 PUBLISH_KEYS = ("classroom.buckets.charts", "classroom.chart.repository_url")
 
 

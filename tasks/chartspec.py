@@ -52,14 +52,16 @@ def image_values(images: dict) -> dict:
 
 
 def classroom_values(config) -> dict:
-    """Values of the chart's own part that come from the config (no secrets, no people)."""
-    hub = config.classroom["hub"]
+    """Values of the chart's own part that come from the config: what the classroom is.
+
+    How it is reached (TLS, domain, contact email) and who logs in belong to
+    the release, not the package: editing them must not make a new chart, and
+    the packaged chart renders on its own (TLS mode none).
+    """
     exchange = config.classroom["exchange"]
     return {"classroom": {
         "exchange": {"storage": exchange["storage"], "storageClass": exchange["storage_class"],
                      "size": exchange["size"]},
-        "tls": {"mode": hub["tls"]["mode"], "email": hub["tls"]["email"],
-                "acmeServer": hub["tls"]["acme_server"]},
         "courses": [{"name": c["name"], "instructors": c["instructors"]} for c in config.courses],
     }}
 

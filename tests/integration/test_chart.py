@@ -250,3 +250,10 @@ def test_no_credentials_is_a_clear_failure(classroom, tmp_path):
     assert (f"chart:publish: no Google Cloud credentials to write gs://{classroom.bucket}: run "
             "`gcloud auth application-default login`") in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_tls_and_domain_belong_to_the_release_not_the_chart(classroom):
+    text = (classroom.config / "classroom.yaml").read_text()
+    text = text.replace('domain: ""', "domain: hub.example.edu").replace("mode: none", "mode: autohttps")
+    classroom.write("classroom.yaml", text.replace('email: ""', "email: staff@example.edu"))
+    assert _ran(classroom.doit(check=True)) == set()
