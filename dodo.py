@@ -4,7 +4,7 @@
     images/base ──▶ image:base ──▶ image:notebook, image:local
     images/db   ──▶ image:db
     helm/classroom + image tags ──▶ chart:package ──▶ chart:publish (a bucket helm repo)
-    (releases join this chain next)
+    cluster:ip, cluster:hub-node, chart:publish ──▶ release:jupyterhub
 
 Config is validated when this file loads, so every doit command (`doit`,
 `doit list`, `doit info`, ...) refuses bad input before any task runs.
@@ -14,10 +14,12 @@ a no-op `doit` costs little more than doit's own start-up.
 
 from pathlib import Path
 
-from tasks import chart, config as classroom, images, local, secretstore
+from tasks import chart, config as classroom, images, local, release, secretstore
 
 CONFIG = classroom.load_or_exit()
-DOIT_CONFIG = {**classroom.doit_settings(CONFIG), "default_tasks": ["secrets", "image", "chart"]}
+# Deploying is part of the default run in profile gke (or with cluster.deploy: always).
+DEFAULT_TASKS = ["secrets", "image", "chart"] + (["cluster", "release"] if release.deploying(CONFIG) else [])
+DOIT_CONFIG = {**classroom.doit_settings(CONFIG), "default_tasks": DEFAULT_TASKS}
 Path(DOIT_CONFIG["dep_file"]).parent.mkdir(parents=True, exist_ok=True)
 
 
@@ -34,6 +36,16 @@ def task_image():
 def task_chart():
     """Package the classroom chart by content version and publish it to the charts bucket."""
     yield from chart.chart_tasks(CONFIG)
+
+
+def task_cluster():
+    """Prepare the cluster: the hub's node label (and, on GKE, the static IP)."""
+    yield from release.cluster_tasks(CONFIG)
+
+
+def task_release():
+    """Deploy the releases: the hub from the published classroom chart."""
+    yield from release.release_tasks(CONFIG)
 
 
 def task_local():

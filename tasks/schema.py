@@ -129,6 +129,15 @@ CLASSROOM = {
         # where `helm repo add` finds the charts bucket; "" = https://storage.googleapis.com/BUCKET
         "repository_url": optional("http_url"),
     }),
+    "cluster": section({
+        # auto: deploy in profile gke only; always: also from the local profile, to the
+        # current kube context (a kind or k3s cluster); never: stop at the chart
+        "deploy": string(default="auto", allowed=("auto", "always", "never")),
+        "kube_context": optional("text"),
+        # read the deployed release back on every run and correct drift (or CLASSTOOLS_CHECK_CLUSTER=1)
+        "check_cluster": boolean(False),
+        "helm_timeout": integer(600, minimum=60, maximum=3600),
+    }),
     "gcp": section({
         "project": optional("gcp_project"),
         "region": string("gcp_region", default="us-central1"),

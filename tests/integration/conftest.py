@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,26 @@ def helm_bin(dev_services) -> str:
 @pytest.fixture(scope="session")
 def kubectl_bin(dev_services) -> str:
     return dev_services["kubectl"]
+
+
+# ---- shared by the chart and release tests -------------------------------------------------
+
+CHARTS = Path(__file__).parent / "charts"
+
+
+@pytest.fixture(scope="session")
+def standin_chart(tmp_path_factory, helm_bin) -> Path:
+    out = tmp_path_factory.mktemp("standin")
+    subprocess.run([helm_bin, "package", str(CHARTS / "jupyterhub"), "-d", str(out)],
+                   check=True, capture_output=True)
+    return next(out.glob("jupyterhub-*.tgz"))
+
+
+@pytest.fixture
+def bucket(gcs_emulator):
+    from google.cloud import storage
+    client = storage.Client.create_anonymous_client()
+    client.project = "classroom-test"
+    name = f"charts-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(name)
+    return name

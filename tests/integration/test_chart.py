@@ -29,24 +29,6 @@ def _ran(result) -> set[str]:
     return {m.group(1) for m in re.finditer(r"^\.  (\S+)$", result.stdout, re.M)}
 
 
-@pytest.fixture(scope="session")
-def standin_chart(tmp_path_factory, helm_bin) -> Path:
-    out = tmp_path_factory.mktemp("standin")
-    subprocess.run([helm_bin, "package", str(HERE / "charts" / "jupyterhub"), "-d", str(out)],
-                   check=True, capture_output=True)
-    return next(out.glob("jupyterhub-*.tgz"))
-
-
-@pytest.fixture
-def bucket(gcs_emulator):
-    from google.cloud import storage
-    client = storage.Client.create_anonymous_client()
-    client.project = "classroom-test"
-    name = f"charts-{uuid.uuid4().hex[:12]}"
-    client.create_bucket(name)
-    return name
-
-
 def _classroom(project, registry, bucket, standin_chart, prefix):
     shutil.copytree(HERE / "images", project.root / "images")
     shutil.copytree(REPO / "helm", project.root / "helm")

@@ -23,7 +23,7 @@ gcp: {project: uni-ds, cluster: classroom}
 hub:
   domain: hub.uni.example.edu
 """
-CLASSROOM_KEYS = ("profile, release, images, build, buckets, chart, gcp, hub, auth, exchange, "
+CLASSROOM_KEYS = ("profile, release, images, build, buckets, chart, cluster, gcp, hub, auth, exchange, "
                   "culling, resources, local, state")
 DNS_LABEL = ("a DNS-1123 label (lowercase letters, digits and '-', starting and ending with a "
              "letter or digit, at most 63 characters)")

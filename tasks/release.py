@@ -1,0 +1,203 @@
+"""Release stage: cluster preparation and the JupyterHub release, in graph order.
+
+`cluster:ip` (gke: the regional static IP), `cluster:hub-node` (one node
+labelled for the hub) and `release:jupyterhub` (the classroom chart at
+exactly the version `chart:publish` produced).  A release is up to date when
+the chart version, the semantic digest of its values and the namespace and
+context are unchanged; with `cluster.check_cluster` (or
+CLASSTOOLS_CHECK_CLUSTER=1) the deployed values are read back on every run
+and a drift makes the task run again.  Secrets reach helm only in 0600 files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from doit.tools import result_dep
+
+from tasks import releasespec
+from tasks.inputs import config_inputs, digest
+
+RELEASE_KEYS = ("classroom.release", "classroom.auth", "classroom.hub", "classroom.culling",
+                "classroom.resources", "classroom.cluster.kube_context", "courses")
+SECRET_PATHS = (("jupyterhub", "proxy", "secretToken"), ("jupyterhub", "hub", "cookieSecret"),
+                ("classroom", "db", "rootPassword"))
+
+
+def deploying(config) -> bool:
+    deploy = config.classroom["cluster"]["deploy"]
+    return deploy == "always" or (deploy == "auto" and config.profile == "gke")
+
+
+def check_cluster(config) -> bool:
+    return config.classroom["cluster"]["check_cluster"] or os.environ.get("CLASSTOOLS_CHECK_CLUSTER") == "1"
+
+
+def cluster_tasks(config):
+    yield {
+        "name": "hub-node",
+        "doc": "Label one node for the hub (skipped when a node has the label)",
+        "actions": [(label_hub_node, [config])],
+        "uptodate": [config_inputs(config, "classroom.hub.node_label", "classroom.cluster.kube_context")],
+        "verbosity": 2,
+    }
+    if config.profile == "gke":
+        yield {
+            "name": "ip",
+            "doc": "Reserve (or find) the regional static IP of the hub",
+            "actions": [(reserve_ip, [config])],
+            "uptodate": [config_inputs(config, "classroom.hub.static_ip_name", "classroom.gcp")],
+            "verbosity": 2,
+        }
+
+
+def release_tasks(config):
+    getargs = {"published": ("chart:publish", None), "db": ("image:db", None)}
+    task_dep = ["cluster:hub-node"]
+    if config.profile == "gke":
+        getargs["ip"] = ("cluster:ip", None)
+        task_dep.append("cluster:ip")
+    uptodate = [config_inputs(config, *RELEASE_KEYS), result_dep("chart:publish")]
+    if check_cluster(config):
+        uptodate.append(lambda task, values: _matches_cluster(config, values))
+    yield {
+        "name": "jupyterhub",
+        "doc": "Deploy the classroom chart (the published version) with values from the config",
+        "actions": [(deploy_jupyterhub, [config])],
+        "getargs": getargs,
+        "task_dep": task_dep,
+        "uptodate": uptodate,
+        "verbosity": 2,
+    }
+
+
+def label_hub_node(config):
+    from doit.exceptions import TaskFailed
+
+    from tasks import kube
+    context = config.classroom["cluster"]["kube_context"]
+    label = config.classroom["hub"]["node_label"]
+    try:
+        labelled = kube.kubectl("get", "nodes", "-l", label, "-o", "name", context=context).stdout.split()
+        if labelled:
+            print(f"cluster:hub-node: {labelled[0]} already has {label}")
+            return {"node": labelled[0]}
+        nodes = kube.kubectl("get", "nodes", "-o", "name", context=context).stdout.split()
+        if not nodes:
+            return TaskFailed("cluster:hub-node: the cluster has no nodes")
+        kube.kubectl("label", nodes[0], label, context=context)
+    except kube.KubeError as exc:
+        return TaskFailed(f"cluster:hub-node: {exc}")
+    print(f"cluster:hub-node: labelled {nodes[0]} {label}")
+    return {"node": nodes[0]}
+
+
+def reserve_ip(config):
+    from doit.exceptions import TaskFailed
+
+    from tasks import kube
+    gcp, name = config.classroom["gcp"], config.classroom["hub"]["static_ip_name"]
+    where = ["--region", gcp["region"], "--project", gcp["project"]]
+    try:
+        found = kube.gcloud("compute", "addresses", "describe", name, *where,
+                            "--format=value(address)", check=False)
+        if found.returncode != 0:
+            if "not found" not in (found.stderr + found.stdout).lower():
+                return TaskFailed(f"cluster:ip: gcloud could not look up {name}: {found.stderr.strip()[-300:]}")
+            kube.gcloud("compute", "addresses", "create", name, *where)
+            found = kube.gcloud("compute", "addresses", "describe", name, *where, "--format=value(address)")
+    except kube.KubeError as exc:
+        return TaskFailed(f"cluster:ip: {exc}")
+    address = found.stdout.strip()
+    print(f"cluster:ip: {name} is {address}")
+    return {"address": address}
+
+
+def _public_values(config, db, ip) -> dict:
+    return releasespec.release_values(config, db["ref"], (ip or {}).get("address", ""))
+
+
+def _secret_values(config) -> dict:
+    from tasks.secretstore import SecretStore
+    store = SecretStore()
+    return {"jupyterhub": {"proxy": {"secretToken": store.get("proxy_secret_token")},
+                           "hub": {"cookieSecret": store.get("hub_cookie_secret")}},
+            "classroom": {"db": {"rootPassword": store.get("db_root_password")}}}
+
+
+def _chart_source(config, published) -> tuple[str, str, str]:
+    """(chart, --repo, --version) for helm: the published version, from the bucket."""
+    from tasks.chart import CHART_NAME
+    repository, version = published["repository"], published["version"]
+    if repository.startswith("file://"):  # a bucket on disk: helm reads the archive itself
+        return f"{repository[len('file://'):]}/{CHART_NAME}-{version}.tgz", "", ""
+    return CHART_NAME, repository, version
+
+
+def deploy_jupyterhub(config, published=None, db=None, ip=None):
+    from doit.exceptions import TaskFailed
+
+    from tasks import kube
+    from tasks.secretstore import MissingSecret
+
+    if not published or "version" not in published:
+        print(f"release:jupyterhub: skipped: no chart was published "
+              f"({(published or {}).get('skipped', 'run chart:publish first')})")
+        return {"skipped": True}
+    release, namespace = config.classroom["release"]["name"], config.classroom["release"]["namespace"]
+    context = config.classroom["cluster"]["kube_context"]
+    public = _public_values(config, db, ip)
+    chart, repo, version = _chart_source(config, published)
+    try:
+        kube.helm_upgrade(release, chart, namespace, context, [public, _secret_values(config)],
+                          config.classroom["cluster"]["helm_timeout"], repo=repo, version=version)
+        health = kube.kubectl("get", "--raw",
+                              f"/api/v1/namespaces/{namespace}/services/hub:8081/proxy/hub/health",
+                              context=context, check=False)
+    except (kube.KubeError, MissingSecret) as exc:
+        return TaskFailed(f"release:jupyterhub: {exc}")
+    if health.returncode != 0:
+        return TaskFailed(f"release:jupyterhub: deployed {published['version']}, but the hub's health "
+                          f"endpoint does not answer: {health.stderr.strip()[-300:]}")
+    print(f"release:jupyterhub: {release} in {namespace} runs classroom {published['version']}; hub healthy")
+    return {"chart_version": published["version"], "values_digest": digest(_without_secrets(public)),
+            "namespace": namespace, "context": context}
+
+
+def _without_secrets(values: dict) -> dict:
+    values = json.loads(json.dumps(values))
+    for path in SECRET_PATHS:
+        node = values
+        for key in path[:-1]:
+            node = node.get(key, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(path[-1], None)
+    return _prune(values)
+
+
+def _prune(node):
+    if isinstance(node, dict):
+        pruned = {k: _prune(v) for k, v in node.items()}
+        return {k: v for k, v in pruned.items() if v != {}}
+    return node
+
+
+def _matches_cluster(config, saved) -> bool:
+    """Drift check: are the deployed values the ones this config makes?"""
+    from tasks import kube
+    if not saved.get("chart_version"):
+        return False
+    release, namespace = config.classroom["release"]["name"], config.classroom["release"]["namespace"]
+    try:
+        deployed = kube.helm_values(release, namespace, config.classroom["cluster"]["kube_context"])
+    except kube.KubeError as exc:
+        print(f"release:jupyterhub: cannot read the deployed release ({exc}); deploying again")
+        return False
+    if deployed is None:
+        print(f"release:jupyterhub: {release} is not deployed in {namespace}; deploying")
+        return False
+    if digest(_without_secrets(deployed)) != saved.get("values_digest"):
+        print(f"release:jupyterhub: the deployed values of {release} differ from the config (drift); correcting")
+        return False
+    return True

@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""TEST DOUBLE of helm (release side), kubectl and gcloud: no Kubernetes API server or cloud runs here.
+
+It records every call (argv, and the values files helm was given, with their
+modes) as JSON lines in $KUBE_DOUBLE_DIR/calls.jsonl, keeps just enough state
+to answer later calls (deployed releases' values, nodes and their labels,
+static addresses) and passes everything that needs no cluster (helm version,
+lint, template, package, pull, repo, show) to the real helm in
+$KUBE_DOUBLE_REAL_HELM.  Failures can be injected: KUBE_DOUBLE_FAIL=helm-upgrade
+or KUBE_DOUBLE_FAIL=health.
+"""
+
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+
+STATE = Path(os.environ["KUBE_DOUBLE_DIR"])
+FAIL = os.environ.get("KUBE_DOUBLE_FAIL", "")
+
+
+def load(name, default):
+    path = STATE / name
+    return json.loads(path.read_text()) if path.exists() else default
+
+
+def save(name, data):
+    (STATE / name).write_text(json.dumps(data, indent=1, sort_keys=True))
+
+
+def record(tool, argv, files=None):
+    with open(STATE / "calls.jsonl", "a") as log:
+        log.write(json.dumps({"tool": tool, "argv": argv, "files": files or {}}) + "\n")
+
+
+def option(argv, name, default=""):
+    for i, arg in enumerate(argv):
+        if arg == name and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return default
+
+
+def merge(base, overlay):
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def helm(argv):
+    verb = argv[0] if argv else ""
+    if verb not in ("upgrade", "install", "get", "uninstall", "status"):
+        os.execv(os.environ["KUBE_DOUBLE_REAL_HELM"], ["helm", *argv])
+    files = {}
+    values = {}
+    for i, arg in enumerate(argv):
+        if arg in ("-f", "--values"):
+            path = Path(argv[i + 1])
+            files[str(path)] = {"mode": oct(stat.S_IMODE(path.stat().st_mode)),
+                                "dir_mode": oct(stat.S_IMODE(path.parent.stat().st_mode)),
+                                "content": json.loads(path.read_text())}
+            merge(values, json.loads(path.read_text()))
+    record("helm", argv, files)
+    releases = load("releases.json", {})
+    if verb == "upgrade":
+        if FAIL == "helm-upgrade":
+            print("Error: UPGRADE FAILED: context deadline exceeded (double)", file=sys.stderr)
+            return 1
+        name, namespace = argv[2], option(argv, "--namespace", "default")
+        releases[f"{namespace}/{name}"] = {"values": values, "chart": argv[3],
+                                           "version": option(argv, "--version")}
+        save("releases.json", releases)
+        print(f'Release "{name}" has been upgraded. Happy Helming! (double)')
+        return 0
+    if verb == "get":
+        key = f"{option(argv, '--namespace', 'default')}/{argv[2]}"
+        if key not in releases:
+            print("Error: release: not found", file=sys.stderr)
+            return 1
+        print(json.dumps(releases[key]["values"]))
+        return 0
+    if verb == "uninstall":
+        releases.pop(f"{option(argv, '--namespace', 'default')}/{argv[1]}", None)
+        save("releases.json", releases)
+        return 0
+    return 0
+
+
+def kubectl(argv):
+    record("kubectl", argv)
+    args = [a for i, a in enumerate(argv) if a != "--context" and (i == 0 or argv[i - 1] != "--context")]
+    nodes = load("nodes.json", {"node/pool-a-1": {}, "node/pool-a-2": {}})
+    if args[:2] == ["get", "nodes"]:
+        selector = option(args, "-l")
+        if selector:
+            key, _, value = selector.partition("=")
+            names = [n for n, labels in sorted(nodes.items()) if labels.get(key) == value]
+        else:
+            names = sorted(nodes)
+        print("\n".join(names))
+        return 0
+    if args[0] == "label":
+        key, _, value = args[2].partition("=")
+        nodes[args[1]][key] = value
+        save("nodes.json", nodes)
+        return 0
+    if args[:2] == ["get", "--raw"]:
+        if FAIL == "health":
+            print("Error from server (ServiceUnavailable): the server is currently unable to handle the request",
+                  file=sys.stderr)
+            return 1
+        print('{"status": "ok"}')
+        return 0
+    print(f"kube double: unsupported kubectl call {args}", file=sys.stderr)
+    return 2
+
+
+def gcloud(argv):
+    record("gcloud", argv)
+    addresses = load("addresses.json", {})
+    if argv[:3] == ["compute", "addresses", "describe"]:
+        if argv[3] not in addresses:
+            print(f"ERROR: (gcloud.compute.addresses.describe) Could not fetch resource: The resource "
+                  f"'{argv[3]}' was not found", file=sys.stderr)
+            return 1
+        print(addresses[argv[3]])
+        return 0
+    if argv[:3] == ["compute", "addresses", "create"]:
+        addresses[argv[3]] = f"203.0.113.{10 + len(addresses)}"
+        save("addresses.json", addresses)
+        return 0
+    print(f"kube double: unsupported gcloud call {argv}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    tool = Path(sys.argv[0]).name
+    sys.exit({"helm": helm, "kubectl": kubectl, "gcloud": gcloud}[tool](sys.argv[1:]))

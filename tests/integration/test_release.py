@@ -1,0 +1,148 @@
+"""The release stage end to end on the local chain, against a RECORDING DOUBLE of helm/kubectl/gcloud.
+
+No Kubernetes API server (and no cloud) can run here, so helm's release
+commands, kubectl and gcloud are played by tests/integration/doubles (named
+as a double, recording every call); everything before them is real: the
+Docker Engine and registry, the GCS emulator, helm lint/package/template.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_chart import HERE, REPO, _classroom, _ran
+
+pytestmark = pytest.mark.integration
+DOUBLES = HERE / "doubles" / "bin"
+
+
+def _calls(project):
+    path = project.double_dir / "calls.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.fixture
+def deployed(project, registry, bucket, standin_chart, helm_bin, tmp_path):
+    _classroom(project, registry, bucket, standin_chart, f"r{uuid.uuid4().hex[:8]}")
+    text = (project.config / "classroom.yaml").read_text()
+    project.write("classroom.yaml", text.replace("deploy: auto", "deploy: always"))
+    project.double_dir = tmp_path / "double"
+    project.double_dir.mkdir()
+    base_env = project.env
+    project.env = lambda **extra: base_env(
+        CLASSTOOLS_HELM=str(DOUBLES / "helm"), CLASSTOOLS_KUBECTL=str(DOUBLES / "kubectl"),
+        CLASSTOOLS_GCLOUD=str(DOUBLES / "gcloud"), KUBE_DOUBLE_DIR=str(project.double_dir),
+        KUBE_DOUBLE_REAL_HELM=helm_bin, **extra)
+    result = project.doit(check=True)
+    assert {"cluster:hub-node", "release:jupyterhub"} <= _ran(result)
+    project.bucket = bucket
+    return project
+
+
+def _upgrades(project):
+    return [c for c in _calls(project) if c["tool"] == "helm" and c["argv"][0] == "upgrade"]
+
+
+def test_order_and_arguments(deployed, gcs_emulator):
+    calls = _calls(deployed)
+    label = next(i for i, c in enumerate(calls) if c["tool"] == "kubectl" and c["argv"][0] == "label")
+    upgrade = next(i for i, c in enumerate(calls) if c["tool"] == "helm" and c["argv"][0] == "upgrade")
+    health = next(i for i, c in enumerate(calls) if c["argv"][:2] == ["get", "--raw"])
+    assert label < upgrade < health
+    assert calls[label]["argv"] == ["label", "node/pool-a-1", "hub-node=true"]
+    version = json.loads(deployed.dep_file.read_text())["chart:publish"]["_values_:"]["version"]
+    argv = calls[upgrade]["argv"]
+    assert argv[:7] == ["upgrade", "--install", "classroom", "classroom", "--namespace", "classroom",
+                        "--create-namespace"]
+    # helm 4's words (the real helm here is v4): no --atomic
+    assert "--rollback-on-failure" in argv and "--wait=watcher" in argv and "--atomic" not in argv
+    assert argv[argv.index("--repo") + 1] == f"{gcs_emulator}/{deployed.bucket}"
+    assert argv[argv.index("--version") + 1] == version
+    assert calls[health]["argv"][-1] == "/api/v1/namespaces/classroom/services/hub:8081/proxy/hub/health"
+
+
+def test_secrets_only_in_private_files(deployed):
+    secrets = dict(line.split("=", 1) for line in deployed.secrets_file.read_text().splitlines()
+                   if "=" in line and not line.startswith("#"))
+    upgrade = _upgrades(deployed)[-1]
+    argv = " ".join(" ".join(c["argv"]) for c in _calls(deployed))
+    for value in secrets.values():
+        assert value not in argv, "a secret reached a command line"
+    files = list(upgrade["files"].values())
+    assert all(f["mode"] == "0o600" and f["dir_mode"] == "0o700" for f in files)
+    given = json.dumps([f["content"] for f in files])
+    assert all(value in given for value in secrets.values()), "every secret reaches helm, in a file"
+    public = files[0]["content"]["jupyterhub"]
+    assert public["singleuser"]["extraContainers"][0]["env"][0]["valueFrom"]["secretKeyRef"] == {
+        "name": "classroom-db", "key": "root-password"}
+    state = deployed.dep_file.read_text()
+    assert not any(value in state for value in secrets.values())
+
+
+def test_unchanged_release_is_not_redeployed(deployed):
+    before = len(_upgrades(deployed))
+    assert _ran(deployed.doit(check=True)) == set()
+    assert len(_upgrades(deployed)) == before
+
+
+def test_courses_edit_flows_to_the_hub_and_admin_edit_only_to_the_release(deployed):
+    courses = deployed.config / "courses.yaml"
+    courses.write_text(courses.read_text().replace("ref: main", "ref: v2"))
+    assert _ran(deployed.doit(check=True)) == {"image:notebook", "image:local", "chart:package",
+                                               "chart:publish", "release:jupyterhub"}
+    text = (deployed.config / "classroom.yaml").read_text()
+    deployed.write("classroom.yaml", text.replace("admin_users: []", "admin_users: [dean]"))
+    assert _ran(deployed.doit(check=True)) == {"release:jupyterhub"}
+    values = _upgrades(deployed)[-1]["files"]
+    admins = list(values.values())[0]["content"]["jupyterhub"]["hub"]["config"]["Authenticator"]["admin_users"]
+    assert "dean" in admins and "instructor" in admins
+
+
+def test_drift_is_detected_and_corrected(deployed):
+    env = deployed.env(CLASSTOOLS_CHECK_CLUSTER="1")
+    assert _ran(deployed.doit(env=env, check=True)) == set()
+    releases_file = deployed.double_dir / "releases.json"
+    releases = json.loads(releases_file.read_text())
+    releases["classroom/classroom"]["values"]["jupyterhub"]["cull"]["enabled"] = False  # changed by hand
+    releases_file.write_text(json.dumps(releases))
+    result = deployed.doit(env=env, check=True)
+    assert _ran(result) == {"release:jupyterhub"}
+    assert "differ from the config (drift); correcting" in result.stdout
+    assert _ran(deployed.doit(env=env, check=True)) == set()
+
+
+@pytest.mark.parametrize("failure,message", [
+    ("helm-upgrade", "release:jupyterhub: helm upgrade --install failed: Error: UPGRADE FAILED"),
+    ("health", "the hub's health endpoint does not answer"),
+])
+def test_failed_deploy_is_not_marked_done(deployed, failure, message):
+    text = (deployed.config / "classroom.yaml").read_text()
+    deployed.write("classroom.yaml", text.replace("admin_users: []", "admin_users: [dean]"))
+    result = deployed.doit(env=deployed.env(KUBE_DOUBLE_FAIL=failure))
+    assert result.returncode != 0 and message in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+    assert _ran(deployed.doit(check=True)) == {"release:jupyterhub"}, "the failed release runs again"
+
+
+def test_static_ip_is_reserved_once(project, helm_bin, tmp_path, monkeypatch):
+    from tasks import release
+    from tasks.config import load
+    project.write("classroom.yaml", """profile: gke
+images: {registry: europe-docker.pkg.dev/uni-ds/classroom}
+buckets: {charts: gs://uni-ds-charts, data: gs://uni-ds-data}
+gcp: {project: uni-ds, cluster: classroom, region: europe-west1}
+hub: {domain: hub.uni.example.edu, static_ip_name: ds-hub}
+""")
+    monkeypatch.setenv("CLASSTOOLS_GCLOUD", str(DOUBLES / "gcloud"))
+    monkeypatch.setenv("KUBE_DOUBLE_DIR", str(tmp_path))
+    config = load(project.config)
+    assert release.reserve_ip(config) == {"address": "203.0.113.10"}
+    assert release.reserve_ip(config) == {"address": "203.0.113.10"}
+    verbs = [c["argv"][2] for c in _calls(type("P", (), {"double_dir": tmp_path})())]
+    assert verbs == ["describe", "create", "describe", "describe"]
