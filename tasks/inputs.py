@@ -18,14 +18,14 @@ def digest(value) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-class config_inputs:  # lower case, like doit's own uptodate helpers
-    """doit `uptodate` entry: true while the listed config keys keep their values."""
+class value_inputs:  # lower case, like doit's own uptodate helpers
+    """doit `uptodate` entry: true while the named values keep their digests."""
 
     STATE_KEY = "_config_inputs"
 
-    def __init__(self, config, *keys: str):
-        self.keys = keys
-        self.digests = {key: digest(config.value(key)) for key in keys}
+    def __init__(self, named_values: dict):
+        self.keys = tuple(named_values)
+        self.digests = {key: digest(value) for key, value in named_values.items()}
         self.changed: list[str] = []
         self.first_run = False
 
@@ -39,9 +39,16 @@ class config_inputs:  # lower case, like doit's own uptodate helpers
         return not self.changed
 
     def __repr__(self):
-        # `doit info -s TASK` prints this when the check fails: name the keys.
+        # `doit info TASK` prints this when the check fails: name the keys.
         if self.changed and self.first_run:
             return "config inputs not recorded yet (the task never succeeded): " + ", ".join(self.keys)
         if self.changed:
             return "config changed: " + ", ".join(self.changed)
         return "config inputs: " + ", ".join(self.keys)
+
+
+class config_inputs(value_inputs):
+    """doit `uptodate` entry: true while the listed config keys keep their values."""
+
+    def __init__(self, config, *keys: str):
+        super().__init__({key: config.value(key) for key in keys})

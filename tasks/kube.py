@@ -112,3 +112,8 @@ def kubectl(*args, context: str = "", check=True) -> subprocess.CompletedProcess
 
 def gcloud(*args, check=True) -> subprocess.CompletedProcess:
     return run("gcloud", *args, "--quiet", check=check)
+
+
+def kubectl_apply(manifest: dict, context: str = ""):
+    with private_values(manifest) as (path,):  # JSON is YAML to kubectl
+        kubectl("apply", "-f", path, context=context)

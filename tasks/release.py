@@ -17,10 +17,7 @@ import os
 from doit.tools import result_dep
 
 from tasks import releasespec
-from tasks.inputs import config_inputs, digest
-
-RELEASE_KEYS = ("classroom.release", "classroom.auth", "classroom.hub", "classroom.culling",
-                "classroom.resources", "classroom.cluster.kube_context", "courses")
+from tasks.inputs import config_inputs, digest, value_inputs
 SECRET_PATHS = (("jupyterhub", "proxy", "secretToken"), ("jupyterhub", "hub", "cookieSecret"),
                 ("classroom", "db", "rootPassword"))
 
@@ -52,13 +49,44 @@ def cluster_tasks(config):
         }
 
 
+def _where(config) -> dict:
+    return {"release": config.classroom["release"], "kube_context": config.classroom["cluster"]["kube_context"]}
+
+
 def release_tasks(config):
+    gke = config.profile == "gke"
+    ingress = config.classroom["hub"]["tls"]["mode"] == "ingress"
+    cluster = config.classroom["cluster"]
+    if ingress:
+        yield {
+            "name": "cert-manager",
+            "doc": "Deploy cert-manager and its Let's Encrypt ClusterIssuer (TLS mode ingress)",
+            "actions": [(deploy_cert_manager, [config])],
+            "uptodate": [value_inputs({"chart": cluster["cert_manager_chart"],
+                                       "values": releasespec.cert_manager_values(),
+                                       "issuer": releasespec.cluster_issuer(config), **_where(config)})],
+            "verbosity": 2,
+        }
+        yield {
+            "name": "ingress",
+            "doc": "Deploy the ingress controller (Traefik by default) on the static IP",
+            "actions": [(deploy_ingress, [config])],
+            "getargs": {"ip": ("cluster:ip", None)} if gke else {},
+            "uptodate": [value_inputs({"chart": cluster["ingress_chart"],
+                                       "values": releasespec.ingress_values(), **_where(config)})]
+                        + ([result_dep("cluster:ip")] if gke else []),
+            "verbosity": 2,
+        }
     getargs = {"published": ("chart:publish", None), "db": ("image:db", None)}
-    task_dep = ["cluster:hub-node"]
-    if config.profile == "gke":
+    task_dep = ["cluster:hub-node"] + (["release:ingress", "release:cert-manager"] if ingress else [])
+    if gke:
         getargs["ip"] = ("cluster:ip", None)
         task_dep.append("cluster:ip")
-    uptodate = [config_inputs(config, *RELEASE_KEYS), result_dep("chart:publish")]
+    # Up to date = same chart (result of chart:publish, which also carries the image tags), same
+    # values as computed from the config (a semantic digest: an edit that changes no value makes
+    # no deploy, and the cert-manager email is not among them), same namespace and context.
+    uptodate = [value_inputs({"values": releasespec.release_values(config, "", ""), **_where(config)}),
+                result_dep("chart:publish")]
     if check_cluster(config):
         uptodate.append(lambda task, values: _matches_cluster(config, values))
     yield {
@@ -70,6 +98,49 @@ def release_tasks(config):
         "uptodate": uptodate,
         "verbosity": 2,
     }
+
+
+def _helm_release(config, task, release, chart_settings, namespace, values):
+    from doit.exceptions import TaskFailed
+
+    from tasks import kube
+    cluster = config.classroom["cluster"]
+    try:
+        kube.helm_upgrade(release, chart_settings["name"], namespace, cluster["kube_context"], values,
+                          cluster["helm_timeout"], repo=chart_settings["repository"],
+                          version=chart_settings["version"])
+    except kube.KubeError as exc:
+        return TaskFailed(f"{task}: {exc}")
+    return None
+
+
+def deploy_cert_manager(config):
+    from doit.exceptions import TaskFailed
+
+    from tasks import kube
+    chart = config.classroom["cluster"]["cert_manager_chart"]
+    failed = _helm_release(config, "release:cert-manager", "cert-manager", chart, "cert-manager",
+                           [releasespec.cert_manager_values()])
+    if failed:
+        return failed
+    issuer = releasespec.cluster_issuer(config)
+    try:
+        kube.kubectl_apply(issuer, config.classroom["cluster"]["kube_context"])
+    except kube.KubeError as exc:
+        return TaskFailed(f"release:cert-manager: {exc}")
+    print(f"release:cert-manager: cert-manager {chart['version']} and ClusterIssuer {issuer['metadata']['name']}")
+    return {"version": chart["version"], "issuer": issuer["metadata"]["name"]}
+
+
+def deploy_ingress(config, ip=None):
+    chart = config.classroom["cluster"]["ingress_chart"]
+    address = (ip or {}).get("address", "")
+    failed = _helm_release(config, "release:ingress", chart["name"], chart, chart["name"],
+                           [releasespec.ingress_values(address)])
+    if failed:
+        return failed
+    print(f"release:ingress: {chart['name']} {chart['version']}" + (f" on {address}" if address else ""))
+    return {"version": chart["version"], "address": address}
 
 
 def label_hub_node(config):

@@ -16,6 +16,7 @@ ACME_SERVERS = {
     "staging": "https://acme-staging-v02.api.letsencrypt.org/directory",
 }
 EXCHANGE_ROOT = "/srv/nbgrader/exchange"
+INGRESS_CLASS = "traefik"
 
 
 def people(config) -> tuple[list[str], list[str]]:
@@ -66,8 +67,8 @@ def tls_values(config, release: str) -> dict:
                                                     "acmeServer": ACME_SERVERS[tls["acme_server"]]}}}}
     if tls["mode"] == "ingress":
         issuer = f"{release}-letsencrypt"
-        return {"proxy": {"https": {"enabled": False}},
-                "ingress": {"enabled": True, "hosts": [hub["domain"]], "ingressClassName": "traefik",
+        return {"proxy": {"https": {"enabled": False}, "service": {"type": "ClusterIP"}},
+                "ingress": {"enabled": True, "hosts": [hub["domain"]], "ingressClassName": INGRESS_CLASS,
                             "annotations": {"cert-manager.io/cluster-issuer": issuer},
                             "tls": [{"hosts": [hub["domain"]], "secretName": f"{release}-tls"}]}}
     return {"proxy": {"https": {"enabled": False}}}
@@ -107,7 +108,7 @@ def hub_values(config, db_image: str, static_ip: str = "") -> dict:
         "cull": {"enabled": c["culling"]["enabled"], "timeout": c["culling"]["timeout"],
                  "every": c["culling"]["every"]},
     }
-    if static_ip:
+    if static_ip and c["hub"]["tls"]["mode"] != "ingress":  # with an Ingress, its controller holds the IP
         values["proxy"] = {"service": {"loadBalancerIP": static_ip}}
     tls = tls_values(config, release)
     for section, content in tls.items():
@@ -119,8 +120,38 @@ def release_values(config, db_image: str, static_ip: str = "") -> dict:
     """Everything helm needs besides the packaged chart and the secrets file."""
     values = hub_values(config, db_image, static_ip)
     tls = config.classroom["hub"]["tls"]
+    # The ClusterIssuer (and so the contact email) belongs to release:cert-manager.
     return {
         "jupyterhub": values,
-        "classroom": {"tls": {"mode": tls["mode"], "email": tls["email"], "acmeServer": tls["acme_server"],
-                              "ingressClass": "traefik"}},
+        "classroom": {"tls": {"mode": tls["mode"], "acmeServer": tls["acme_server"],
+                              "ingressClass": INGRESS_CLASS, "createIssuer": False}},
     }
+
+
+def issuer_name(config) -> str:
+    return f"{config.classroom['release']['name']}-letsencrypt"
+
+
+def cluster_issuer(config) -> dict:
+    """cert-manager's ClusterIssuer for Let's Encrypt (ACME v2, HTTP-01 through the ingress class)."""
+    tls = config.classroom["hub"]["tls"]
+    name = issuer_name(config)
+    return {
+        "apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "class-tools"}},
+        "spec": {"acme": {"server": ACME_SERVERS[tls["acme_server"]], "email": tls["email"],
+                          "privateKeySecretRef": {"name": f"{name}-account-key"},
+                          "solvers": [{"http01": {"ingress": {"ingressClassName": INGRESS_CLASS}}}]}},
+    }
+
+
+def cert_manager_values() -> dict:
+    return {"crds": {"enabled": True}}
+
+
+def ingress_values(static_ip: str = "") -> dict:
+    """Traefik as the ingress controller, on the static IP when there is one."""
+    values = {"ingressClass": {"enabled": True, "isDefaultClass": False, "name": INGRESS_CLASS}}
+    if static_ip:
+        values["service"] = {"spec": {"loadBalancerIP": static_ip}}
+    return values

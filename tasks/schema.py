@@ -137,6 +137,17 @@ CLASSROOM = {
         # read the deployed release back on every run and correct drift (or CLASSTOOLS_CHECK_CLUSTER=1)
         "check_cluster": boolean(False),
         "helm_timeout": integer(600, minimum=60, maximum=3600),
+        # hub.tls.mode: ingress only
+        "ingress_chart": section({
+            "repository": string("http_url", default="https://traefik.github.io/charts"),
+            "name": string("dns_label", default="traefik"),
+            "version": string("semver", default="34.4.1"),
+        }),
+        "cert_manager_chart": section({
+            "repository": string("http_url", default="https://charts.jetstack.io"),
+            "name": string("dns_label", default="cert-manager"),
+            "version": string("text", default="v1.16.2"),
+        }),
     }),
     "gcp": section({
         "project": optional("gcp_project"),

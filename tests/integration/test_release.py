@@ -146,3 +146,23 @@ hub: {domain: hub.uni.example.edu, static_ip_name: ds-hub}
     assert release.reserve_ip(config) == {"address": "203.0.113.10"}
     verbs = [c["argv"][2] for c in _calls(type("P", (), {"double_dir": tmp_path})())]
     assert verbs == ["describe", "create", "describe", "describe"]
+
+
+def test_ingress_mode_brings_cert_manager_and_traefik_and_the_email_is_cert_managers_alone(deployed):
+    text = (deployed.config / "classroom.yaml").read_text()
+    text = text.replace('domain: ""', "domain: hub.example.edu").replace("mode: none", "mode: ingress")
+    deployed.write("classroom.yaml", text.replace('email: ""', "email: staff@example.edu"))
+    result = deployed.doit(check=True)
+    assert _ran(result) == {"release:cert-manager", "release:ingress", "release:jupyterhub"}
+    upgrades = [c["argv"] for c in _upgrades(deployed)]
+    names = [argv[2] for argv in upgrades]
+    assert names[-3:-1] in (["cert-manager", "traefik"], ["traefik", "cert-manager"]) and names[-1] == "classroom"
+    cert_manager = next(a for a in upgrades if a[2] == "cert-manager")
+    assert cert_manager[cert_manager.index("--repo") + 1] == "https://charts.jetstack.io"
+    applied = json.loads((deployed.double_dir / "applied.json").read_text())
+    assert applied["ClusterIssuer/classroom-letsencrypt"]["spec"]["acme"]["email"] == "staff@example.edu"
+
+    deployed.write("classroom.yaml", text.replace('email: ""', "email: it-staff@example.edu"))
+    assert _ran(deployed.doit(check=True)) == {"release:cert-manager"}
+    applied = json.loads((deployed.double_dir / "applied.json").read_text())
+    assert applied["ClusterIssuer/classroom-letsencrypt"]["spec"]["acme"]["email"] == "it-staff@example.edu"

@@ -75,8 +75,14 @@ def test_rendered_release_is_valid_kubernetes(project, chart, helm_bin, tls, aut
     assert "registry.example.edu/classroom/db:abc" in text
     assert "secretKeyRef" in text and "root-password" in text
     kinds = {d["kind"] for d in docs}
-    assert ("ClusterIssuer" in kinds) == (tls == "ingress")
+    assert "ClusterIssuer" not in kinds, "release:cert-manager owns the ClusterIssuer"
     assert ("Ingress" in kinds) == (tls == "ingress")
+    if tls == "ingress":
+        ingress = next(d for d in docs if d["kind"] == "Ingress")
+        issuer = releasespec.cluster_issuer(config)
+        assert ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == issuer["metadata"]["name"]
+        assert issuer["spec"]["acme"]["email"] == "staff@example.edu"
+        assert "email" not in json.dumps(values["classroom"]), "the email is cert-manager's input only"
     hub_config = values["jupyterhub"]["hub"]["config"]
     assert hub_config["Authenticator"]["admin_users"] == (["dean", "prof", "ta"] if auth == "ldap" else ["prof", "ta"])
     assert set(hub_config["Authenticator"]["allowed_users"]) >= {"ann", "bob", "prof", "ta"}
@@ -86,3 +92,16 @@ def test_rendered_release_is_valid_kubernetes(project, chart, helm_bin, tls, aut
         assert ldap["bind_dn_template"][1] == "uid={username},ou=staff,dc=example,dc=edu"
         assert ldap["tls_strategy"] == "before_bind" and "use_ssl" not in ldap
         assert "lookup_dn_search_password" not in json.dumps(values), "a secret must not be a value"
+
+
+def test_chart_alone_still_makes_its_issuer(project, chart, helm_bin):
+    """Deployed by hand (without Class Tools' cert-manager release), the chart brings the ClusterIssuer."""
+    project.write("classroom.yaml", TLS["ingress"])
+    values = releasespec.release_values(load(project.config), "db:1")
+    values["classroom"]["tls"].update(createIssuer=True, email="staff@example.edu")
+    values_file = project.root / "values.json"
+    values_file.write_text(json.dumps(values))
+    rendered = subprocess.run([helm_bin, "template", "classroom", str(chart), "-f", str(values_file)],
+                              capture_output=True, text=True, check=True).stdout
+    issuer = next(d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "ClusterIssuer")
+    assert issuer["spec"]["acme"]["email"] == "staff@example.edu"

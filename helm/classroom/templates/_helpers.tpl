@@ -123,7 +123,9 @@ and the jupyterhub: values the release stage writes. Renders nothing.
 {{- $httpsOn := dig "enabled" false $https }}
 {{- $ingress := dig "ingress" dict $jh }}
 {{- if eq $c.tls.mode "ingress" }}
+{{- if ne (toString $c.tls.createIssuer) "false" }}
 {{- $_ := required "classroom.tls.email is required with classroom.tls.mode: ingress (the Let's Encrypt account's contact address)" $c.tls.email }}
+{{- end }}
 {{- if not (dig "enabled" false $ingress) }}
 {{- fail "classroom.tls.mode: ingress needs jupyterhub.ingress.enabled: true (with hosts, tls and the cert-manager.io/cluster-issuer annotation)" }}
 {{- end }}

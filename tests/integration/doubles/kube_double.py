@@ -92,7 +92,11 @@ def helm(argv):
 
 
 def kubectl(argv):
-    record("kubectl", argv)
+    files = {}
+    if "-f" in argv:
+        path = Path(argv[argv.index("-f") + 1])
+        files[str(path)] = {"mode": oct(stat.S_IMODE(path.stat().st_mode)), "content": json.loads(path.read_text())}
+    record("kubectl", argv, files)
     args = [a for i, a in enumerate(argv) if a != "--context" and (i == 0 or argv[i - 1] != "--context")]
     nodes = load("nodes.json", {"node/pool-a-1": {}, "node/pool-a-2": {}})
     if args[:2] == ["get", "nodes"]:
@@ -108,6 +112,13 @@ def kubectl(argv):
         key, _, value = args[2].partition("=")
         nodes[args[1]][key] = value
         save("nodes.json", nodes)
+        return 0
+    if args[0] == "apply":
+        applied = load("applied.json", {})
+        for entry in files.values():
+            manifest = entry["content"]
+            applied[f"{manifest['kind']}/{manifest['metadata']['name']}"] = manifest
+        save("applied.json", applied)
         return 0
     if args[:2] == ["get", "--raw"]:
         if FAIL == "health":
