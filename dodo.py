@@ -14,7 +14,7 @@ a no-op `doit` costs little more than doit's own start-up.
 
 from pathlib import Path
 
-from tasks import chart, config as classroom, images, local, release, secretstore
+from tasks import chart, config as classroom, diagnosis, images, local, release, secretstore
 
 CONFIG = classroom.load_or_exit()
 # Deploying is part of the default run in profile gke (or with cluster.deploy: always).
@@ -51,3 +51,8 @@ def task_release():
 def task_local():
     """Start the local image and its database on this machine; print the URL with its token."""
     return local.task_dict(CONFIG)
+
+
+def task_diagnose():
+    """Read-only checklist for "a student sees a 500 error": `doit diagnose --user NAME`."""
+    return diagnosis.task_dict(CONFIG)

@@ -106,6 +106,13 @@ def helm_values(release: str, namespace: str, context: str) -> dict | None:
     return json.loads(result.stdout or "{}") or {}
 
 
+def helm_uninstall(release: str, namespace: str, context: str):
+    result = run("helm", "uninstall", release, "--namespace", namespace, *_context(context, "--kube-context"),
+                 check=False)
+    if result.returncode != 0 and "not found" not in (result.stderr + result.stdout).lower():
+        raise KubeError(f"helm uninstall {release} failed: {result.stderr.strip()[-300:]}")
+
+
 def kubectl(*args, context: str = "", check=True) -> subprocess.CompletedProcess:
     return run("kubectl", *_context(context, "--context"), *args, check=check)
 

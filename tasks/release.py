@@ -19,7 +19,8 @@ from doit.tools import result_dep
 from tasks import releasespec
 from tasks.inputs import config_inputs, digest, value_inputs
 SECRET_PATHS = (("jupyterhub", "proxy", "secretToken"), ("jupyterhub", "hub", "cookieSecret"),
-                ("classroom", "db", "rootPassword"))
+                ("classroom", "db", "rootPassword"),
+                ("jupyterhub", "hub", "config", "LDAPAuthenticator", "lookup_dn_search_password"))
 
 
 def deploying(config) -> bool:
@@ -37,6 +38,7 @@ def cluster_tasks(config):
         "doc": "Label one node for the hub (skipped when a node has the label)",
         "actions": [(label_hub_node, [config])],
         "uptodate": [config_inputs(config, "classroom.hub.node_label", "classroom.cluster.kube_context")],
+        "clean": [(unlabel_hub_node, [config])],
         "verbosity": 2,
     }
     if config.profile == "gke":
@@ -45,6 +47,7 @@ def cluster_tasks(config):
             "doc": "Reserve (or find) the regional static IP of the hub",
             "actions": [(reserve_ip, [config])],
             "uptodate": [config_inputs(config, "classroom.hub.static_ip_name", "classroom.gcp")],
+            "clean": [(free_ip, [config])],
             "verbosity": 2,
         }
 
@@ -62,6 +65,7 @@ def release_tasks(config):
             "name": "cert-manager",
             "doc": "Deploy cert-manager and its Let's Encrypt ClusterIssuer (TLS mode ingress)",
             "actions": [(deploy_cert_manager, [config])],
+            "clean": [(uninstall, [config, "cert-manager", "cert-manager"])],
             "uptodate": [value_inputs({"chart": cluster["cert_manager_chart"],
                                        "values": releasespec.cert_manager_values(),
                                        "issuer": releasespec.cluster_issuer(config), **_where(config)})],
@@ -71,6 +75,7 @@ def release_tasks(config):
             "name": "ingress",
             "doc": "Deploy the ingress controller (Traefik by default) on the static IP",
             "actions": [(deploy_ingress, [config])],
+            "clean": [(uninstall, [config, cluster["ingress_chart"]["name"], cluster["ingress_chart"]["name"]])],
             "getargs": {"ip": ("cluster:ip", None)} if gke else {},
             "uptodate": [value_inputs({"chart": cluster["ingress_chart"],
                                        "values": releasespec.ingress_values(), **_where(config)})]
@@ -93,6 +98,7 @@ def release_tasks(config):
         "name": "jupyterhub",
         "doc": "Deploy the classroom chart (the published version) with values from the config",
         "actions": [(deploy_jupyterhub, [config])],
+        "clean": [(uninstall_hub, [config])],
         "getargs": getargs,
         "task_dep": task_dep,
         "uptodate": uptodate,
@@ -190,10 +196,14 @@ def _public_values(config, db, ip) -> dict:
 
 
 def _secret_values(config) -> dict:
-    from tasks.secretstore import SecretStore
+    """The secrets, for a 0600 values file: in the cluster they live in Secrets (z2jh keeps
+    hub.config in the hub's Secret; the chart makes <release>-db)."""
+    from tasks.secretstore import SecretStore, required
     store = SecretStore()
-    return {"jupyterhub": {"proxy": {"secretToken": store.get("proxy_secret_token")},
-                           "hub": {"cookieSecret": store.get("hub_cookie_secret")}},
+    hub = {"cookieSecret": store.get("hub_cookie_secret")}
+    if "ldap_bind_password" in required(config):
+        hub["config"] = {"LDAPAuthenticator": {"lookup_dn_search_password": store.get("ldap_bind_password")}}
+    return {"jupyterhub": {"proxy": {"secretToken": store.get("proxy_secret_token")}, "hub": hub},
             "classroom": {"db": {"rootPassword": store.get("db_root_password")}}}
 
 
@@ -272,3 +282,52 @@ def _matches_cluster(config, saved) -> bool:
         print(f"release:jupyterhub: the deployed values of {release} differ from the config (drift); correcting")
         return False
     return True
+
+
+# ---- teardown: `doit clean cluster release` (say what goes before it goes) ----------------
+
+def _print_plan(lines):
+    print("teardown: " + "\n teardown: ".join(lines))
+
+
+def uninstall(config, release, namespace):
+    from tasks import kube
+    _print_plan([f"uninstalling helm release {release} (namespace {namespace})"])
+    kube.helm_uninstall(release, namespace, config.classroom["cluster"]["kube_context"])
+
+
+def uninstall_hub(config):
+    """Uninstall the hub release (the NFS server with it); keep homes unless CLASSTOOLS_DELETE_HOMES=1."""
+    from tasks import kube
+    release, namespace = config.classroom["release"]["name"], config.classroom["release"]["namespace"]
+    context = config.classroom["cluster"]["kube_context"]
+    delete_homes = os.environ.get("CLASSTOOLS_DELETE_HOMES") == "1"
+    plan = [f"uninstalling helm release {release} (namespace {namespace}): the hub, the proxy and the "
+            "exchange's NFS server",
+            f"keeping the exchange and db Secret ({release}-exchange, {release}-db: helm keep policy)"]
+    plan.append("DELETING the students' home volumes (CLASSTOOLS_DELETE_HOMES=1)" if delete_homes
+                else "keeping the students' home volumes (set CLASSTOOLS_DELETE_HOMES=1 to delete them)")
+    _print_plan(plan)
+    kube.helm_uninstall(release, namespace, context)
+    if delete_homes:
+        kube.kubectl("delete", "pvc", "-n", namespace, "-l", "component=singleuser-storage", context=context)
+
+
+def free_ip(config):
+    from tasks import kube
+    gcp, name = config.classroom["gcp"], config.classroom["hub"]["static_ip_name"]
+    _print_plan([f"releasing the static IP {name} ({gcp['region']}, project {gcp['project']})"])
+    kube.gcloud("compute", "addresses", "delete", name, "--region", gcp["region"], "--project", gcp["project"],
+                check=False)
+
+
+def unlabel_hub_node(config):
+    from tasks import kube
+    key = config.classroom["hub"]["node_label"].partition("=")[0]
+    context = config.classroom["cluster"]["kube_context"]
+    nodes = kube.kubectl("get", "nodes", "-l", config.classroom["hub"]["node_label"], "-o", "name",
+                         context=context, check=False).stdout.split()
+    if nodes:
+        _print_plan([f"removing the label {key} from {', '.join(nodes)}"])
+    for node in nodes:
+        kube.kubectl("label", node, f"{key}-", context=context)

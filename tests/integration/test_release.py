@@ -166,3 +166,56 @@ def test_ingress_mode_brings_cert_manager_and_traefik_and_the_email_is_cert_mana
     assert _ran(deployed.doit(check=True)) == {"release:cert-manager"}
     applied = json.loads((deployed.double_dir / "applied.json").read_text())
     assert applied["ClusterIssuer/classroom-letsencrypt"]["spec"]["acme"]["email"] == "it-staff@example.edu"
+
+
+def test_helm_3_gets_its_own_words(deployed):
+    text = (deployed.config / "classroom.yaml").read_text()
+    deployed.write("classroom.yaml", text.replace("admin_users: []", "admin_users: [dean]"))
+    deployed.doit(env=deployed.env(KUBE_DOUBLE_HELM_VERSION="v3.16.2+g13654a5"), check=True)
+    argv = _upgrades(deployed)[-1]["argv"]
+    assert "--atomic" in argv and "--wait" in argv and "--rollback-on-failure" not in argv
+
+
+def test_ldap_bind_password_goes_in_the_private_file_only(deployed):
+    text = (deployed.config / "classroom.yaml").read_text()
+    text = text.replace("type: dummy", "type: ldap").replace('server: ""', "server: ldap.example.edu")
+    text = text.replace("bind_dn_templates: []", 'bind_dn_templates: ["uid={username},dc=example,dc=edu"]')
+    deployed.write("classroom.yaml", text.replace('search_user: ""', "search_user: cn=hub,dc=example,dc=edu"))
+    result = deployed.doit(env=deployed.env(CLASSTOOLS_LDAP_BIND_PASSWORD="bind-pw-4711"), check=True)
+    assert "release:jupyterhub" in _ran(result)
+    upgrade = _upgrades(deployed)[-1]
+    assert "bind-pw-4711" not in json.dumps([c["argv"] for c in _calls(deployed)])
+    public, private = [f["content"] for f in upgrade["files"].values()]
+    assert "bind-pw-4711" not in json.dumps(public)
+    assert private["jupyterhub"]["hub"]["config"]["LDAPAuthenticator"]["lookup_dn_search_password"] == "bind-pw-4711"
+    assert "bind-pw-4711" not in result.stdout + result.stderr + deployed.dep_file.read_text()
+
+
+def test_teardown_says_what_it_removes_and_keeps_homes(deployed):
+    result = deployed.doit("clean", "release:jupyterhub", "cluster:hub-node", check=True)
+    assert "uninstalling helm release classroom (namespace classroom)" in result.stdout
+    assert "keeping the students' home volumes" in result.stdout
+    calls = _calls(deployed)
+    assert any(c["argv"][:2] == ["uninstall", "classroom"] for c in calls if c["tool"] == "helm")
+    assert not any(c["argv"][:2] == ["delete", "pvc"] for c in calls if c["tool"] == "kubectl")
+    assert any(c["argv"][:1] == ["label"] and c["argv"][-1] == "hub-node-" for c in calls)
+    assert "classroom/classroom" not in json.loads((deployed.double_dir / "releases.json").read_text())
+
+
+def test_teardown_deletes_homes_only_when_asked(deployed):
+    result = deployed.doit("clean", "release:jupyterhub", env=deployed.env(CLASSTOOLS_DELETE_HOMES="1"), check=True)
+    assert "DELETING the students' home volumes" in result.stdout
+    assert any(c["argv"][:2] == ["delete", "pvc"] and "component=singleuser-storage" in c["argv"]
+               for c in _calls(deployed) if c["tool"] == "kubectl")
+
+
+def test_diagnosis_is_read_only_and_follows_the_checklist(deployed):
+    before = len(_calls(deployed))
+    result = deployed.doit("diagnose", "--user", "ann.lee", check=True)
+    calls = [c["argv"] for c in _calls(deployed)[before:]]
+    assert [a[0] for a in calls] == ["get", "get", "logs", "logs", "logs"]
+    assert calls[0][:3] == ["get", "pod", "jupyter-ann-2elee"]
+    assert ["-c", "db"] == calls[3][4:6] and calls[4][3] == "deploy/hub"
+    assert "==== events of jupyter-ann-2elee" in result.stdout
+    result = deployed.doit("diagnose", check=True)
+    assert "==== hub and proxy pods" in result.stdout

@@ -54,6 +54,9 @@ def merge(base, overlay):
 
 def helm(argv):
     verb = argv[0] if argv else ""
+    if verb == "version" and os.environ.get("KUBE_DOUBLE_HELM_VERSION"):
+        print(os.environ["KUBE_DOUBLE_HELM_VERSION"])  # to play an older helm
+        return 0
     if verb not in ("upgrade", "install", "get", "uninstall", "status"):
         os.execv(os.environ["KUBE_DOUBLE_REAL_HELM"], ["helm", *argv])
     files = {}
@@ -127,6 +130,9 @@ def kubectl(argv):
             return 1
         print('{"status": "ok"}')
         return 0
+    if args[0] in ("get", "describe", "logs", "delete"):  # read-only views and deletions: canned
+        print(f"(double) kubectl {' '.join(args)}")
+        return 0
     print(f"kube double: unsupported kubectl call {args}", file=sys.stderr)
     return 2
 
@@ -140,6 +146,10 @@ def gcloud(argv):
                   f"'{argv[3]}' was not found", file=sys.stderr)
             return 1
         print(addresses[argv[3]])
+        return 0
+    if argv[:3] == ["compute", "addresses", "delete"]:
+        addresses.pop(argv[3], None)
+        save("addresses.json", addresses)
         return 0
     if argv[:3] == ["compute", "addresses", "create"]:
         addresses[argv[3]] = f"203.0.113.{10 + len(addresses)}"
