@@ -219,3 +219,18 @@ def test_diagnosis_is_read_only_and_follows_the_checklist(deployed):
     assert "==== events of jupyter-ann-2elee" in result.stdout
     result = deployed.doit("diagnose", check=True)
     assert "==== hub and proxy pods" in result.stdout
+
+
+def test_teardown_frees_the_static_ip(project, tmp_path):
+    project.write("classroom.yaml", """profile: gke
+images: {registry: europe-docker.pkg.dev/uni-ds/classroom}
+buckets: {charts: gs://uni-ds-charts, data: gs://uni-ds-data}
+gcp: {project: uni-ds, cluster: classroom, region: europe-west1}
+hub: {domain: hub.uni.example.edu, static_ip_name: ds-hub}
+""")
+    (tmp_path / "addresses.json").write_text('{"ds-hub": "203.0.113.10"}')
+    env = project.env(CLASSTOOLS_GCLOUD=str(DOUBLES / "gcloud"), KUBE_DOUBLE_DIR=str(tmp_path))
+    result = project.doit("clean", "cluster:ip", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "releasing the static IP ds-hub (europe-west1, project uni-ds)" in result.stdout
+    assert json.loads((tmp_path / "addresses.json").read_text()) == {}
