@@ -126,13 +126,9 @@ def _write_cache(cache: Path, key: str, config: Config):
 
 def _paths_that_must_exist(config: Config) -> list[Path]:
     """Local files the config names: a cached config is only valid while they exist."""
-    from tasks.formats import FORMATS
+    from tasks.datasets import kind
     paths = [config.path(config.classroom["build"]["ca_bundle"])] if config.classroom["build"]["ca_bundle"] else []
-    for dataset in config.datasets:
-        source = dataset["source"]
-        if not source.startswith("gs://") and not FORMATS["git_url"].check(source):
-            paths.append(config.path(source))
-    return paths
+    return paths + [config.path(d["source"]) for d in config.datasets if kind(d["source"]) == "local"]
 
 
 def validate(directory: Path) -> Config:

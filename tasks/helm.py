@@ -1,15 +1,24 @@
-"""A thin adapter over the helm binary (v3 or v4): lint, package, pull, template."""
+"""A thin adapter over the helm binary (v3 or v4): lint, package, pull; upgrade, get, uninstall.
+
+Helm 4 renamed `--atomic` to `--rollback-on-failure` and gave `--wait` a
+strategy; the installed helm's major version decides which words are used.
+Values reach `helm upgrade` only as files (see kube.private_values).
+"""
 
 from __future__ import annotations
 
 import functools
+import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
+from tasks.kube import KubeError, private_values
 
-class HelmError(Exception):
+
+class HelmError(KubeError):
     pass
 
 
@@ -22,7 +31,10 @@ def binary() -> str:
 
 
 def run(*args, timeout=300, check=True) -> subprocess.CompletedProcess:
-    result = subprocess.run([binary(), *args], capture_output=True, text=True, timeout=timeout)
+    try:
+        result = subprocess.run([binary(), *args], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise HelmError(f"helm {args[0]} did not finish within {timeout}s") from None
     if check and result.returncode != 0:
         raise HelmError(f"helm {args[0]} failed: {_cause(result)}")
     return result
@@ -45,9 +57,57 @@ def package(chart_dir: Path, destination: Path) -> Path:
 
 def pull(repository: str, name: str, version: str, destination: Path, timeout=60) -> Path:
     destination.mkdir(parents=True, exist_ok=True)
-    try:
-        run("pull", name, "--repo", repository, "--version", version, "--destination",
-            str(destination), timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise HelmError(f"helm pull timed out after {timeout}s") from None
+    run("pull", name, "--repo", repository, "--version", version, "--destination", str(destination),
+        timeout=timeout)
     return destination / f"{name}-{version}.tgz"
+
+
+@functools.lru_cache(maxsize=None)
+def major() -> int:
+    text = run("version", "--short").stdout
+    match = re.search(r"v(\d+)\.", text)
+    if not match:
+        raise HelmError(f"cannot tell the helm version from {text.strip()!r}")
+    return int(match.group(1))
+
+
+def upgrade_flags(timeout_seconds: int) -> list[str]:
+    """Roll back on failure and wait, in the installed helm's words."""
+    if major() >= 4:
+        return ["--rollback-on-failure", "--wait=watcher", f"--timeout={timeout_seconds}s"]
+    return ["--atomic", "--wait", f"--timeout={timeout_seconds}s"]
+
+
+def _context(context: str) -> list[str]:
+    return ["--kube-context", context] if context else []
+
+
+def upgrade(release: str, chart: str, namespace: str, context: str, values: list[dict],
+            timeout_seconds: int, repo: str = "", version: str = ""):
+    with private_values(*values) as files:
+        args = ["upgrade", "--install", release, chart, "--namespace", namespace, "--create-namespace",
+                *_context(context), *upgrade_flags(timeout_seconds)]
+        if repo:
+            args += ["--repo", repo]
+        if version:
+            args += ["--version", version]
+        for path in files:
+            args += ["-f", path]
+        run(*args, timeout=timeout_seconds + 60)
+
+
+def user_values(release: str, namespace: str, context: str) -> dict | None:
+    """The user-supplied values of a deployed release, or None when it is not deployed."""
+    result = run("get", "values", release, "--namespace", namespace, "--output", "json", *_context(context),
+                 check=False)
+    if result.returncode != 0:
+        if "not found" in (result.stderr + result.stdout).lower():
+            return None
+        raise HelmError(f"helm get values {release} failed: {_cause(result)}")
+    return json.loads(result.stdout or "{}") or {}
+
+
+def uninstall(release: str, namespace: str, context: str):
+    result = run("uninstall", release, "--namespace", namespace, *_context(context), check=False)
+    if result.returncode != 0 and "not found" not in (result.stderr + result.stdout).lower():
+        raise HelmError(f"helm uninstall {release} failed: {_cause(result)}")

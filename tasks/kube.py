@@ -1,18 +1,14 @@
-"""Making releases exist: a thin adapter over helm (install side), kubectl and gcloud.
+"""Making the cluster side exist: a thin adapter over kubectl and gcloud (helm: tasks/helm.py).
 
-Secrets never travel on a command line: values that hold them are written
-to 0600 files in a 0700 temporary directory and handed to helm with `-f`.
-Helm 4 renamed `--atomic` to `--rollback-on-failure` and gave `--wait` a
-strategy; the installed helm's major version decides which words are used.
-`CLASSTOOLS_HELM`, `CLASSTOOLS_KUBECTL` and `CLASSTOOLS_GCLOUD` pick the binaries.
+Secrets never travel on a command line: documents that hold them are written
+to 0600 files in a 0700 temporary directory (`private_values`).
+`CLASSTOOLS_KUBECTL` and `CLASSTOOLS_GCLOUD` pick the binaries.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -43,22 +39,6 @@ def run(tool: str, *args, check=True, timeout=900) -> subprocess.CompletedProces
     return result
 
 
-@functools.lru_cache(maxsize=None)
-def helm_major() -> int:
-    text = run("helm", "version", "--short").stdout
-    match = re.search(r"v(\d+)\.", text)
-    if not match:
-        raise KubeError(f"cannot tell the helm version from {text.strip()!r}")
-    return int(match.group(1))
-
-
-def upgrade_flags(timeout_seconds: int) -> list[str]:
-    """Roll back on failure and wait, in the installed helm's words."""
-    if helm_major() >= 4:
-        return ["--rollback-on-failure", "--wait=watcher", f"--timeout={timeout_seconds}s"]
-    return ["--atomic", "--wait", f"--timeout={timeout_seconds}s"]
-
-
 @contextmanager
 def private_values(*documents: dict):
     """Values files only the owner can read, removed afterwards."""
@@ -79,38 +59,6 @@ def private_values(*documents: dict):
 
 def _context(context: str, flag: str) -> list[str]:
     return [flag, context] if context else []
-
-
-def helm_upgrade(release: str, chart: str, namespace: str, context: str, values: list[dict],
-                 timeout_seconds: int, repo: str = "", version: str = ""):
-    with private_values(*values) as files:
-        args = ["upgrade", "--install", release, chart, "--namespace", namespace, "--create-namespace",
-                *_context(context, "--kube-context"), *upgrade_flags(timeout_seconds)]
-        if repo:
-            args += ["--repo", repo]
-        if version:
-            args += ["--version", version]
-        for path in files:
-            args += ["-f", path]
-        run("helm", *args, timeout=timeout_seconds + 60)
-
-
-def helm_values(release: str, namespace: str, context: str) -> dict | None:
-    """The user-supplied values of a deployed release, or None when it is not deployed."""
-    result = run("helm", "get", "values", release, "--namespace", namespace, "--output", "json",
-                 *_context(context, "--kube-context"), check=False)
-    if result.returncode != 0:
-        if "not found" in (result.stderr + result.stdout).lower():
-            return None
-        raise KubeError(f"helm get values {release} failed: {result.stderr.strip()[-300:]}")
-    return json.loads(result.stdout or "{}") or {}
-
-
-def helm_uninstall(release: str, namespace: str, context: str):
-    result = run("helm", "uninstall", release, "--namespace", namespace, *_context(context, "--kube-context"),
-                 check=False)
-    if result.returncode != 0 and "not found" not in (result.stderr + result.stdout).lower():
-        raise KubeError(f"helm uninstall {release} failed: {result.stderr.strip()[-300:]}")
 
 
 def kubectl(*args, context: str = "", check=True) -> subprocess.CompletedProcess:

@@ -109,10 +109,10 @@ def release_tasks(config):
 def _helm_release(config, task, release, chart_settings, namespace, values):
     from doit.exceptions import TaskFailed
 
-    from tasks import kube
+    from tasks import helm, kube
     cluster = config.classroom["cluster"]
     try:
-        kube.helm_upgrade(release, chart_settings["name"], namespace, cluster["kube_context"], values,
+        helm.upgrade(release, chart_settings["name"], namespace, cluster["kube_context"], values,
                           cluster["helm_timeout"], repo=chart_settings["repository"],
                           version=chart_settings["version"])
     except kube.KubeError as exc:
@@ -219,7 +219,7 @@ def _chart_source(config, published) -> tuple[str, str, str]:
 def deploy_jupyterhub(config, published=None, db=None, ip=None):
     from doit.exceptions import TaskFailed
 
-    from tasks import kube
+    from tasks import helm, kube
     from tasks.secretstore import MissingSecret
 
     if not published or "version" not in published:
@@ -231,7 +231,7 @@ def deploy_jupyterhub(config, published=None, db=None, ip=None):
     public = _public_values(config, db, ip)
     chart, repo, version = _chart_source(config, published)
     try:
-        kube.helm_upgrade(release, chart, namespace, context, [public, _secret_values(config)],
+        helm.upgrade(release, chart, namespace, context, [public, _secret_values(config)],
                           config.classroom["cluster"]["helm_timeout"], repo=repo, version=version)
         health = kube.kubectl("get", "--raw",
                               f"/api/v1/namespaces/{namespace}/services/hub:8081/proxy/hub/health",
@@ -266,12 +266,12 @@ def _prune(node):
 
 def _matches_cluster(config, saved) -> bool:
     """Drift check: are the deployed values the ones this config makes?"""
-    from tasks import kube
+    from tasks import helm, kube
     if not saved.get("chart_version"):
         return False
     release, namespace = config.classroom["release"]["name"], config.classroom["release"]["namespace"]
     try:
-        deployed = kube.helm_values(release, namespace, config.classroom["cluster"]["kube_context"])
+        deployed = helm.user_values(release, namespace, config.classroom["cluster"]["kube_context"])
     except kube.KubeError as exc:
         print(f"release:jupyterhub: cannot read the deployed release ({exc}); deploying again")
         return False
@@ -291,14 +291,14 @@ def _print_plan(lines):
 
 
 def uninstall(config, release, namespace):
-    from tasks import kube
+    from tasks import helm
     _print_plan([f"uninstalling helm release {release} (namespace {namespace})"])
-    kube.helm_uninstall(release, namespace, config.classroom["cluster"]["kube_context"])
+    helm.uninstall(release, namespace, config.classroom["cluster"]["kube_context"])
 
 
 def uninstall_hub(config):
     """Uninstall the hub release (the NFS server with it); keep homes unless CLASSTOOLS_DELETE_HOMES=1."""
-    from tasks import kube
+    from tasks import helm, kube
     release, namespace = config.classroom["release"]["name"], config.classroom["release"]["namespace"]
     context = config.classroom["cluster"]["kube_context"]
     delete_homes = os.environ.get("CLASSTOOLS_DELETE_HOMES") == "1"
@@ -308,7 +308,7 @@ def uninstall_hub(config):
     plan.append("DELETING the students' home volumes (CLASSTOOLS_DELETE_HOMES=1)" if delete_homes
                 else "keeping the students' home volumes (set CLASSTOOLS_DELETE_HOMES=1 to delete them)")
     _print_plan(plan)
-    kube.helm_uninstall(release, namespace, context)
+    helm.uninstall(release, namespace, context)
     if delete_homes:
         kube.kubectl("delete", "pvc", "-n", namespace, "-l", "component=singleuser-storage", context=context)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from tasks.datasets import kind
 from tasks.formats import FORMATS
 from tasks.validation import Problems, found
 
@@ -45,7 +46,7 @@ def check_all(docs: dict, raw: dict, problems: Problems, project_dir: Path):
         for i, dataset in enumerate(datasets):
             source = _get(dataset, "source")
             if (isinstance(source, str) and source and FORMATS["data_source"].check(source)
-                    and not source.startswith("gs://") and not FORMATS["git_url"].check(source)):
+                    and kind(source) == "local"):
                 _local_file(docs["data.yaml"], raw["data.yaml"], ("datasets", i, "source"),
                             problems, project_dir, file_name="data.yaml")
 

@@ -7,7 +7,6 @@ that a course's staff can fix all of them in one pass.
 from __future__ import annotations
 
 import difflib
-from pathlib import Path
 
 import cerberus
 from cerberus import errors

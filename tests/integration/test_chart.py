@@ -222,7 +222,6 @@ def test_corrupt_index_stops_publishing_before_any_upload(classroom, gcs_emulato
 
 
 def test_no_credentials_is_a_clear_failure(classroom, tmp_path):
-    import os
     classroom.doit("forget", "chart:publish", check=True)
     env = {k: v for k, v in classroom.env().items()
            if k not in ("STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS")}

@@ -9,14 +9,11 @@ Docker Engine and registry, the GCS emulator, helm lint/package/template.
 from __future__ import annotations
 
 import json
-import re
-import shutil
 import uuid
-from pathlib import Path
 
 import pytest
 
-from tests.integration.test_chart import HERE, REPO, _classroom, _ran
+from tests.integration.test_chart import HERE, _classroom, _ran
 
 pytestmark = pytest.mark.integration
 DOUBLES = HERE / "doubles" / "bin"
@@ -118,7 +115,7 @@ def test_drift_is_detected_and_corrected(deployed):
 
 
 @pytest.mark.parametrize("failure,message", [
-    ("helm-upgrade", "release:jupyterhub: helm upgrade --install failed: Error: UPGRADE FAILED"),
+    ("helm-upgrade", "release:jupyterhub: helm upgrade failed: Error: UPGRADE FAILED"),
     ("health", "the hub's health endpoint does not answer"),
 ])
 def test_failed_deploy_is_not_marked_done(deployed, failure, message):
