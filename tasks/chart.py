@@ -20,6 +20,7 @@ from pathlib import Path
 from doit.tools import result_dep
 
 from tasks.dockerignore import Matcher, context_files
+from tasks.images import stage
 from tasks.inputs import config_inputs
 
 CHART_NAME = "classroom"
@@ -135,9 +136,7 @@ def package_chart(config, notebook=None, db=None):
     try:
         with tempfile.TemporaryDirectory(prefix="classtools-chart-") as tmp:
             staged = Path(tmp) / CHART_NAME
-            for rel, data in files.items():
-                (staged / rel).parent.mkdir(parents=True, exist_ok=True)
-                (staged / rel).write_bytes(data)
+            stage(staged, [], files)
             helm.lint(staged)
             helm.package(staged, Path(tmp) / "helm-package")  # helm's own checks, e.g. dependencies
     except helm.HelmError as exc:

@@ -156,7 +156,8 @@ def _stage_remote(context, remote, ids, engine):
 
 
 def stage(context: Path, files, generated: dict):
-    """Write exactly what the tag was computed from into a fresh build context."""
+    """Write exactly what a digest was computed from into a fresh directory (a build context,
+    a chart to lint): `files` are (relative path, source file), `generated` relative path → bytes."""
     for rel, source in files:
         target = context / rel
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ from doit.tools import result_dep
 
 from tasks import releasespec
 from tasks.inputs import config_inputs, digest, value_inputs
+
 SECRET_PATHS = (("jupyterhub", "proxy", "secretToken"), ("jupyterhub", "hub", "cookieSecret"),
                 ("classroom", "db", "rootPassword"),
                 ("jupyterhub", "hub", "config", "LDAPAuthenticator", "lookup_dn_search_password"))
@@ -113,8 +114,8 @@ def _helm_release(config, task, release, chart_settings, namespace, values):
     cluster = config.classroom["cluster"]
     try:
         helm.upgrade(release, chart_settings["name"], namespace, cluster["kube_context"], values,
-                          cluster["helm_timeout"], repo=chart_settings["repository"],
-                          version=chart_settings["version"])
+                     cluster["helm_timeout"], repo=chart_settings["repository"],
+                     version=chart_settings["version"])
     except kube.KubeError as exc:
         return TaskFailed(f"{task}: {exc}")
     return None
@@ -232,7 +233,7 @@ def deploy_jupyterhub(config, published=None, db=None, ip=None):
     chart, repo, version = _chart_source(config, published)
     try:
         helm.upgrade(release, chart, namespace, context, [public, _secret_values(config)],
-                          config.classroom["cluster"]["helm_timeout"], repo=repo, version=version)
+                     config.classroom["cluster"]["helm_timeout"], repo=repo, version=version)
         health = kube.kubectl("get", "--raw",
                               f"/api/v1/namespaces/{namespace}/services/hub:8081/proxy/hub/health",
                               context=context, check=False)

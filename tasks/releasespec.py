@@ -66,7 +66,7 @@ def tls_values(config, release: str) -> dict:
                                     "letsencrypt": {"contactEmail": tls["email"],
                                                     "acmeServer": ACME_SERVERS[tls["acme_server"]]}}}}
     if tls["mode"] == "ingress":
-        issuer = f"{release}-letsencrypt"
+        issuer = issuer_name(config)
         return {"proxy": {"https": {"enabled": False}, "service": {"type": "ClusterIP"}},
                 "ingress": {"enabled": True, "hosts": [hub["domain"]], "ingressClassName": INGRESS_CLASS,
                             "annotations": {"cert-manager.io/cluster-issuer": issuer},
