@@ -14,7 +14,7 @@ a no-op `doit` costs little more than doit's own start-up.
 
 from pathlib import Path
 
-from tasks import chart, config as classroom, diagnosis, images, local, release, secretstore
+from tasks import chart, config as classroom, diagnosis, images, local, release, render, secretstore
 
 CONFIG = classroom.load_or_exit()
 # Deploying is part of the default run in profile gke (or with cluster.deploy: always).
@@ -51,6 +51,11 @@ def task_release():
 def task_local():
     """Start the local image and its database on this machine; print the URL with its token."""
     return local.task_dict(CONFIG)
+
+
+def task_render():
+    """Write what `helm upgrade` would apply, one file per release, secrets masked: `doit render --out DIR`."""
+    return render.task_dict(CONFIG)
 
 
 def task_diagnose():

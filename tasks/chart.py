@@ -122,17 +122,7 @@ def package_chart(config, notebook=None, db=None):
     if not notebook or not db or "ref" not in notebook or "ref" not in db:
         return TaskFailed("chart:package: the notebook and db images have not been built")
 
-    root = chart_dir(config)
-    sources = {rel: (root / rel).read_bytes() for rel in chart_sources(config)}
-    values = chartspec.merge(chartspec.classroom_values(config),
-                             chartspec.image_values({"notebook": notebook, "db": db}))
-    dependency = upstream.read_bytes()
-    dependency_version = config.classroom["chart"]["jupyterhub_version"]
-    base_version = _base_version(sources)
-    version = chartspec.chart_version(base_version, sources, values, dependency_version,
-                                      hashlib.sha256(dependency).hexdigest())
-    files = chartspec.chart_files(sources, version, dependency_version, values,
-                                  (f"jupyterhub-{dependency_version}.tgz", dependency))
+    version, files = packaged_files(config, {"notebook": notebook, "db": db}, upstream)
     try:
         with tempfile.TemporaryDirectory(prefix="classtools-chart-") as tmp:
             staged = Path(tmp) / CHART_NAME
@@ -151,6 +141,21 @@ def package_chart(config, notebook=None, db=None):
     os.replace(temp, path)
     log(f"chart:package: {path.name} (sha256 {hashlib.sha256(data).hexdigest()[:12]}…)")
     return {"version": version, "path": str(path), "digest": hashlib.sha256(data).hexdigest()}
+
+
+def packaged_files(config, images: dict, upstream: Path) -> tuple[str, dict[str, bytes]]:
+    """(version, files) of the packaged chart: helm/classroom with the packaged values and
+    the z2jh archive `upstream` written in (tests render exactly this)."""
+    from tasks import chartspec
+    root = chart_dir(config)
+    sources = {rel: (root / rel).read_bytes() for rel in chart_sources(config)}
+    values = chartspec.packaged_values(config, images)
+    dependency = upstream.read_bytes()
+    dependency_version = config.classroom["chart"]["jupyterhub_version"]
+    version = chartspec.chart_version(_base_version(sources), sources, values, dependency_version,
+                                      hashlib.sha256(dependency).hexdigest())
+    return version, chartspec.chart_files(sources, version, dependency_version, values,
+                                          (f"jupyterhub-{dependency_version}.tgz", dependency))
 
 
 def _base_version(sources) -> str:

@@ -1,8 +1,9 @@
 """What the classroom chart should be: pure functions from config and image results.
 
 The packaged chart is `helm/classroom` with three things written in: the
-z2jh dependency at the pinned version, the image references of the image
-stage (merged into values.yaml), and a version derived from all of it.  Its
+z2jh dependency at the pinned version, the values of `packaged_values` (the
+image stage's references, the courses and the names of `tasks.contract`,
+merged into values.yaml), and a version derived from all of it.  Its
 archive is built byte for byte the same from the same inputs: sorted
 entries, fixed times and owners, no gzip timestamp.
 """
@@ -16,6 +17,8 @@ import re
 import tarfile
 
 import yaml
+
+from tasks import contract
 
 # Words that Go's YAML 1.1 reader (helm's) turns into booleans, but PyYAML writes bare.
 _GO_BOOLEANS = re.compile(r"y|Y|yes|Yes|YES|n|N|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF")
@@ -41,29 +44,166 @@ def dump_values(values: dict) -> bytes:
 FIXED_MTIME = 946684800  # 2000-01-01: any constant will do; 0 upsets some tar readers
 
 
-def image_values(images: dict) -> dict:
-    """Values that carry the image stage's results into the chart."""
-    notebook, db = images["notebook"], images["db"]
-    name, tag = notebook["ref"].rsplit(":", 1)
+DB_PORT = 3306
+DB_RESOURCES = {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
+DB_DATA_MOUNT = "/var/lib/mysql"
+
+
+def _image(ref: str) -> dict:
+    name, tag = ref.rsplit(":", 1)
+    return {"name": name, "tag": tag}
+
+
+def db_sidecar(db_ref: str) -> dict:
+    """The student's own MariaDB beside the notebook: reachable from the notebook only.
+
+    It shares the pod's network with the notebook, so it listens on 127.0.0.1;
+    its datadir lives in the home volume, so the data survives a server stop.
+    """
     return {
-        "jupyterhub": {"singleuser": {"image": {"name": name, "tag": tag}}},
-        "classroom": {"images": {"db": db["ref"]}},
+        "name": "db",
+        "image": db_ref,
+        # Options alone go to mariadbd (images/db/docker-entrypoint); the command line
+        # overrides the image's bind-address = 0.0.0.0.
+        "args": ["--bind-address=127.0.0.1"],
+        "env": [{"name": "MYSQL_ROOT_PASSWORD", "valueFrom": {"secretKeyRef": {
+            "name": contract.DB_SECRET, "key": contract.DB_PASSWORD_KEY}}}],
+        "securityContext": {"runAsUser": 999, "runAsGroup": 999, "runAsNonRoot": True,
+                            "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [{"name": contract.HOME_VOLUME, "mountPath": DB_DATA_MOUNT,
+                          "subPath": contract.DB_DATA_SUBPATH}],
+        "resources": DB_RESOURCES,
+        # Through the socket: a TCP probe would knock on the pod IP, where nothing listens.
+        "readinessProbe": {"exec": {"command": ["mariadb-admin", "ping", "--silent"]},
+                           "periodSeconds": 5, "failureThreshold": 3},
     }
 
 
-def classroom_values(config) -> dict:
-    """Values of the chart's own part that come from the config: what the classroom is.
+def prepare_db_dir(notebook_ref: str) -> dict:
+    """Init container: the db's datadir in the home volume, group-writable for uid 999.
 
-    How it is reached (TLS, domain, contact email) and who logs in belong to
-    the release, not the package: editing them must not make a new chart, and
-    the packaged chart renders on its own (TLS mode none).
+    Created by uid 1000 (the home's owner); mode 2770 and the pod's fsGroup (100, a
+    supplementary group of every container) let the db write it.  KubeSpawner formats
+    init containers with the user's name, so the command holds no braces.
+    """
+    datadir = f"{contract.HOME_PATH}/{contract.DB_DATA_SUBPATH}"
+    return {
+        "name": "prepare-db-dir",
+        "image": notebook_ref,
+        "command": ["sh", "-c", f"mkdir -p {datadir} && chmod 2770 {datadir}"],
+        "securityContext": {"runAsUser": contract.NOTEBOOK_UID, "runAsGroup": contract.USERS_GID,
+                            "runAsNonRoot": True, "allowPrivilegeEscalation": False,
+                            "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [{"name": contract.HOME_VOLUME, "mountPath": contract.HOME_PATH}],
+    }
+
+
+def db_env() -> dict:
+    """DB_* for classroom-start, which turns them into DATABASE_URL (%sql) and MYSQL_*.
+
+    KubeSpawner drops non-string values of its environment: the port is a string.
+    """
+    return {
+        "DB_HOST": "127.0.0.1",
+        "DB_PORT": str(DB_PORT),
+        "DB_USER": "root",
+        "DB_PASSWORD": {"valueFrom": {"secretKeyRef": {"name": contract.DB_SECRET,
+                                                       "key": contract.DB_PASSWORD_KEY}}},
+    }
+
+
+def shared_volumes() -> tuple[dict, dict]:
+    """(extraVolumes, extraVolumeMounts) as dicts: z2jh 4.4 merges dicts, where lists replace."""
+    volumes = {
+        "exchange": {"name": "exchange",
+                     "persistentVolumeClaim": {"claimName": contract.EXCHANGE_CLAIM}},
+        "nbgrader-config": {"name": "nbgrader-config",
+                            "configMap": {"name": contract.NBGRADER_CONFIGMAP}},
+    }
+    mounts = {
+        "exchange": {"name": "exchange", "mountPath": contract.EXCHANGE_ROOT},
+        "nbgrader-config": {"name": "nbgrader-config", "mountPath": contract.NBGRADER_CONFIG_PATH,
+                            "subPath": contract.NBGRADER_CONFIG_KEY, "readOnly": True},
+    }
+    return volumes, mounts
+
+
+def grader_services(courses: list[str]) -> dict:
+    """`hub.services`: per course the external service its grader Deployment runs.
+
+    z2jh generates each service's API token into its hub Secret; users reach the
+    service through the proxy at /services/<course>/ after JupyterHub's OAuth,
+    which needs no confirmation page for a service that is part of the classroom.
+    """
+    return {contract.grader_service(c): {"url": contract.grader_url(c), "display": False,
+                                         "oauth_no_confirm": True}
+            for c in courses}
+
+
+def grader_roles(courses: list[str]) -> dict:
+    """`hub.loadRoles` (a dict in z2jh 4.4), nbgrader 0.9's multi-class form."""
+    roles = {
+        # Servers act with their owner's permissions, so the assignment and course
+        # lists can read the owner's groups and find the grader services.
+        "server": {"description": "A server acts with its owner's permissions (nbgrader lists)",
+                   "scopes": ["inherit"]},
+    }
+    for c in courses:
+        service = contract.grader_service(c)
+        roles[contract.formgrade_group(c)] = {
+            "description": f"Use the formgrader of {c}",
+            "groups": [contract.formgrade_group(c)],
+            "scopes": [f"access:services!service={service}"]}
+        roles[contract.nbgrader_group(c)] = {
+            "description": f"Find the course {c}",
+            "groups": [contract.nbgrader_group(c)],
+            "scopes": ["list:services", f"read:services!service={service}"]}
+        # nbgrader's JupyterHubAuthPlugin in the grader reads its own user's groups.
+        roles[contract.grader_user(c)] = {
+            "description": f"The grader service of {c} reads its account's groups",
+            "services": [service],
+            "scopes": [f"read:users:groups!user={contract.grader_user(c)}",
+                       f"read:users:name!user={contract.grader_user(c)}"]}
+    return roles
+
+
+def packaged_values(config, images: dict) -> dict:
+    """Values written into the packaged chart: what the classroom is.
+
+    Courses, images and the wiring between the hub, the student servers, the
+    graders and the chart's objects.  How it is reached (TLS, domain) and who
+    logs in belong to the release: editing them must not make a new chart, and
+    the packaged chart renders on its own (TLS mode none).  Every list-valued
+    z2jh key set here is set nowhere in the release values (helm replaces lists).
     """
     exchange = config.classroom["exchange"]
-    return {"classroom": {
-        "exchange": {"storage": exchange["storage"], "storageClass": exchange["storage_class"],
-                     "size": exchange["size"]},
-        "courses": [{"name": c["name"], "instructors": c["instructors"]} for c in config.courses],
-    }}
+    notebook_ref, db_ref = images["notebook"]["ref"], images["db"]["ref"]
+    courses = [c["name"] for c in config.courses]
+    volumes, mounts = shared_volumes()
+    return {
+        "classroom": {
+            "names": contract.chart_names(courses),
+            "exchange": {"storage": exchange["storage"], "storageClass": exchange["storage_class"],
+                         "size": exchange["size"]},
+            "courses": [{"name": c["name"], "title": c["title"], "instructors": list(c["instructors"])}
+                        for c in config.courses],
+        },
+        "jupyterhub": {
+            "hub": {"services": grader_services(courses), "loadRoles": grader_roles(courses)},
+            "singleuser": {
+                "image": _image(notebook_ref),
+                # Keep the image's CMD (classroom-start jupyterhub-singleuser): z2jh's
+                # default cmd would replace it.  helm drops a null from z2jh's defaults, so
+                # z2jh leaves KubeSpawner.cmd at its own default, None: the image's CMD.
+                "cmd": None,
+                "storage": {"dynamic": {"volumeNameTemplate": contract.HOME_VOLUME},
+                            "extraVolumes": volumes, "extraVolumeMounts": mounts},
+                "extraEnv": db_env(),
+                "initContainers": [prepare_db_dir(notebook_ref)],
+                "extraContainers": [db_sidecar(db_ref)],
+            },
+        },
+    }
 
 
 def merge(base: dict, overlay: dict) -> dict:

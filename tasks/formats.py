@@ -8,6 +8,7 @@ references, bucket URLs and so on, so they follow those systems' own grammars.
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Callable, NamedTuple
 
 
@@ -82,6 +83,62 @@ def _bind_dn_template(value: str) -> bool:
     return "{username}" in value and "=" in value and value.isprintable()
 
 
+# JupyterHub's ByteSpecification (jupyterhub/traitlets.py, 5.5.0): an integer is a number of
+# bytes; a string is a float followed by exactly one of K, M, G, T, each a power of 1024.
+# Anything else ("2Gi", "2GB", "512m", "1073741824" as text) fails every spawn.
+_BYTE_UNITS = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def byte_size(value) -> int | None:
+    """The bytes JupyterHub reads from a memory value, or None where it reads none."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"[0-9]+(?:\.[0-9]+)?[KMGT]", value):
+        return int(float(value[:-1]) * _BYTE_UNITS[value[-1]])
+    return None
+
+
+def _byte_size_hint(value) -> str:
+    """What to write instead of a Kubernetes-style or lower-case memory size."""
+    match = isinstance(value, str) and re.fullmatch(
+        r"([0-9]+(?:\.[0-9]+)?) ?([KMGTkmgt])(?:i|iB|B|b)?", value.strip())
+    if not match or not float(match.group(1)):
+        return ""
+    return (f"; write '{match.group(1)}{match.group(2).upper()}' instead "
+            "(JupyterHub's K, M, G, T are Kubernetes' Ki, Mi, Gi, Ti)")
+
+
+def _cpu_hint(value) -> str:
+    """JupyterHub's cpu_limit/cpu_guarantee are Float traits: '500m' is Kubernetes, not JupyterHub."""
+    match = isinstance(value, str) and re.fullmatch(r"([0-9]+) ?m", value.strip())
+    if not match or not int(match.group(1)):
+        return ""
+    cores = format(Decimal(int(match.group(1))).scaleb(-3).normalize(), "f")
+    return f"; write {cores} instead (JupyterHub counts CPUs, not Kubernetes millicores)"
+
+
+# LDAP's well-known ports: 636 speaks TLS from the first byte (LDAPS, tls_strategy
+# on_connect); 389 starts in plain text (StartTLS upgrades it: before_bind; insecure stays plain).
+LDAPS_PORT, LDAP_PORT = 636, 389
+
+
+def ldap_port(port: int, tls_strategy: str) -> int:
+    """The port of auth.ldap.port, where 0 means by tls_strategy (ldapauthenticator 2's own default)."""
+    if port:
+        return port
+    return LDAPS_PORT if tls_strategy == "on_connect" else LDAP_PORT
+
+
+# A rule's `meta: {hint: NAME}` appends HINTS[NAME](value) to its error line: a value
+# that is almost right is answered with the exact text to write instead.
+HINTS: dict[str, Callable[[object], str]] = {
+    "jupyterhub_bytes": _byte_size_hint,
+    "cpu": _cpu_hint,
+}
+
+
 def _pip_requirement(value: str) -> bool:
     # A name with optional extras, version specifier or environment marker.
     # Options such as `--index-url` are refused: they would change where every
@@ -140,6 +197,10 @@ FORMATS: dict[str, Format] = {
     "k8s_quantity": Format(
         _pattern(r"[0-9]+(?:\.[0-9]+)?(?:Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?"),
         "a Kubernetes quantity such as 512Mi, 2Gi or 10G"),
+    "jupyterhub_bytes": Format(
+        lambda v: (byte_size(v) or 0) > 0,
+        "a memory size JupyterHub reads: a number above 0 with K, M, G or T (powers of 1024) "
+        "such as 512M or 2G, or a whole number of bytes"),
     "node_label": Format(
         _pattern(r"(?:" + _LABEL + r"(?:\." + _LABEL + r")*/)?[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
                  r"=(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?"),
@@ -149,13 +210,20 @@ FORMATS: dict[str, Format] = {
         "a build platform such as linux/amd64 or linux/arm64"),
     "bind_dn_template": Format(
         _bind_dn_template, "an LDAP DN template containing {username}, such as uid={username},ou=people,dc=example,dc=edu"),
+    "ldap_dn": Format(
+        lambda v: "=" in v and v.isprintable() and v.strip() == v,
+        "an LDAP DN such as ou=people,dc=example,dc=edu"),
+    "ldap_attribute": Format(
+        # RFC 4512: a descriptor (letter, then letters, digits, '-') or a numeric OID
+        _pattern(r"[A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)+"),
+        "an LDAP attribute name such as uid or sAMAccountName"),
     "pip_requirement": Format(
         _pip_requirement, "a pip requirement such as 'altair>=5' (a name and version specifier, no options)"),
     "build_arg_name": Format(
         _pattern(r"[A-Za-z_][A-Za-z0-9_]*"), "a build argument name (letters, digits and '_')"),
     "semver": Format(
         _pattern(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?"),
-        "a SemVer 2 version such as 4.2.0"),
+        "a SemVer 2 version such as 4.4.0"),
     "http_url": Format(
         _pattern(r"https?://" + _HOST + r"(?::[0-9]+)?(?:/\S*)?"),
         "an http(s) URL such as https://hub.jupyter.org/helm-chart/"),

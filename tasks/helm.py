@@ -1,4 +1,4 @@
-"""A thin adapter over the helm binary (v3 or v4): lint, package, pull; upgrade, get, uninstall.
+"""A thin adapter over the helm binary (v3 or v4): lint, package, pull, template; upgrade, get, uninstall.
 
 Helm 4 renamed `--atomic` to `--rollback-on-failure` and gave `--wait` a
 strategy; the installed helm's major version decides which words are used.
@@ -82,18 +82,27 @@ def _context(context: str) -> list[str]:
     return ["--kube-context", context] if context else []
 
 
+def _source_and_values(repo: str, version: str, files: list[str]) -> list[str]:
+    args = (["--repo", repo] if repo else []) + (["--version", version] if version else [])
+    for path in files:
+        args += ["-f", path]
+    return args
+
+
 def upgrade(release: str, chart: str, namespace: str, context: str, values: list[dict],
             timeout_seconds: int, repo: str = "", version: str = ""):
     with private_values(*values) as files:
-        args = ["upgrade", "--install", release, chart, "--namespace", namespace, "--create-namespace",
-                *_context(context), *upgrade_flags(timeout_seconds)]
-        if repo:
-            args += ["--repo", repo]
-        if version:
-            args += ["--version", version]
-        for path in files:
-            args += ["-f", path]
-        run(*args, timeout=timeout_seconds + 60)
+        run("upgrade", "--install", release, chart, "--namespace", namespace, "--create-namespace",
+            *_context(context), *upgrade_flags(timeout_seconds), *_source_and_values(repo, version, files),
+            timeout=timeout_seconds + 60)
+
+
+def template(release: str, chart: str, namespace: str, values: list[dict], repo: str = "",
+             version: str = "") -> str:
+    """The manifests `helm upgrade --install` would apply with these values (no cluster needed)."""
+    with private_values(*values) as files:
+        return run("template", release, chart, "--namespace", namespace,
+                   *_source_and_values(repo, version, files)).stdout
 
 
 def user_values(release: str, namespace: str, context: str) -> dict | None:

@@ -16,12 +16,19 @@ import os
 
 from doit.tools import result_dep
 
-from tasks import releasespec
+from tasks import contract, releasespec
 from tasks.inputs import config_inputs, digest, value_inputs
 
-SECRET_PATHS = (("jupyterhub", "proxy", "secretToken"), ("jupyterhub", "hub", "cookieSecret"),
-                ("classroom", "db", "rootPassword"),
-                ("jupyterhub", "hub", "config", "LDAPAuthenticator", "lookup_dn_search_password"))
+# Where each secret goes in the values, and its name in the secret store. Secrets reach
+# helm only through a 0600 values file of their own; in the cluster they live in Secrets
+# (z2jh keeps hub.config and the tokens in its hub Secret; the chart makes classroom-db).
+SECRETS = {
+    ("jupyterhub", "proxy", "secretToken"): "proxy_secret_token",
+    ("jupyterhub", "hub", "cookieSecret"): "hub_cookie_secret",
+    ("classroom", "db", "rootPassword"): "db_root_password",
+    ("jupyterhub", "hub", "config", "LDAPAuthenticator", "lookup_dn_search_password"): "ldap_bind_password",
+}
+SECRET_PATHS = tuple(SECRETS)
 
 
 def deploying(config) -> bool:
@@ -83,7 +90,8 @@ def release_tasks(config):
                         + ([result_dep("cluster:ip")] if gke else []),
             "verbosity": 2,
         }
-    getargs = {"published": ("chart:publish", None), "db": ("image:db", None)}
+    # The images reach the release only through the published chart (chart:package bakes them in).
+    getargs = {"published": ("chart:publish", None)}
     task_dep = ["cluster:hub-node"] + (["release:ingress", "release:cert-manager"] if ingress else [])
     if gke:
         getargs["ip"] = ("cluster:ip", None)
@@ -91,7 +99,7 @@ def release_tasks(config):
     # Up to date = same chart (result of chart:publish, which also carries the image tags), same
     # values as computed from the config (a semantic digest: an edit that changes no value makes
     # no deploy, and the cert-manager email is not among them), same namespace and context.
-    uptodate = [value_inputs({"values": releasespec.release_values(config, "", ""), **_where(config)}),
+    uptodate = [value_inputs({"values": releasespec.release_values(config), **_where(config)}),
                 result_dep("chart:publish")]
     if check_cluster(config):
         uptodate.append(lambda task, values: _matches_cluster(config, values))
@@ -192,23 +200,32 @@ def reserve_ip(config):
     return {"address": address}
 
 
-def _public_values(config, db, ip) -> dict:
-    return releasespec.release_values(config, db["ref"], (ip or {}).get("address", ""))
+def hub_release_values(config, ip=None) -> tuple[dict, dict]:
+    """(public, secret): exactly the two values documents `helm upgrade` of release:jupyterhub gets.
+
+    `ip` is cluster:ip's result ({"address": ...}, gke) or the address itself, if any.
+    The secret document holds every secret (SECRETS), read from the secret store
+    (generated on first use); never print it.
+    """
+    address = ip.get("address", "") if isinstance(ip, dict) else (ip or "")
+    public = releasespec.release_values(config, address)
+    return public, _secret_values(config)
 
 
 def _secret_values(config) -> dict:
-    """The secrets, for a 0600 values file: in the cluster they live in Secrets (z2jh keeps
-    hub.config in the hub's Secret; the chart makes <release>-db)."""
     from tasks.secretstore import SecretStore, required
-    store = SecretStore()
-    hub = {"cookieSecret": store.get("hub_cookie_secret")}
-    if "ldap_bind_password" in required(config):
-        hub["config"] = {"LDAPAuthenticator": {"lookup_dn_search_password": store.get("ldap_bind_password")}}
-    return {"jupyterhub": {"proxy": {"secretToken": store.get("proxy_secret_token")}, "hub": hub},
-            "classroom": {"db": {"rootPassword": store.get("db_root_password")}}}
+    store, needed = SecretStore(), set(required(config))
+    values: dict = {}
+    for path, name in SECRETS.items():
+        if name in needed:
+            node = values
+            for key in path[:-1]:
+                node = node.setdefault(key, {})
+            node[path[-1]] = store.get(name)
+    return values
 
 
-def _chart_source(config, published) -> tuple[str, str, str]:
+def chart_source(config, published) -> tuple[str, str, str]:
     """(chart, --repo, --version) for helm: the published version, from the bucket."""
     from tasks.chart import CHART_NAME
     repository, version = published["repository"], published["version"]
@@ -217,7 +234,7 @@ def _chart_source(config, published) -> tuple[str, str, str]:
     return CHART_NAME, repository, version
 
 
-def deploy_jupyterhub(config, published=None, db=None, ip=None):
+def deploy_jupyterhub(config, published=None, ip=None):
     from doit.exceptions import TaskFailed
 
     from tasks import helm, kube
@@ -229,10 +246,10 @@ def deploy_jupyterhub(config, published=None, db=None, ip=None):
         return {"skipped": True}
     release, namespace = config.classroom["release"]["name"], config.classroom["release"]["namespace"]
     context = config.classroom["cluster"]["kube_context"]
-    public = _public_values(config, db, ip)
-    chart, repo, version = _chart_source(config, published)
+    chart, repo, version = chart_source(config, published)
     try:
-        helm.upgrade(release, chart, namespace, context, [public, _secret_values(config)],
+        public, secret = hub_release_values(config, ip)
+        helm.upgrade(release, chart, namespace, context, [public, secret],
                      config.classroom["cluster"]["helm_timeout"], repo=repo, version=version)
         health = kube.kubectl("get", "--raw",
                               f"/api/v1/namespaces/{namespace}/services/hub:8081/proxy/hub/health",
@@ -305,7 +322,9 @@ def uninstall_hub(config):
     delete_homes = os.environ.get("CLASSTOOLS_DELETE_HOMES") == "1"
     plan = [f"uninstalling helm release {release} (namespace {namespace}): the hub, the proxy and the "
             "exchange's NFS server",
-            f"keeping the exchange and db Secret ({release}-exchange, {release}-db: helm keep policy)"]
+            f"keeping the exchange, the graders' homes and the db Secret ({contract.EXCHANGE_CLAIM}, "
+            f"{', '.join(contract.grader_host(c['name']) for c in config.courses) or 'no graders'}, "
+            f"{contract.DB_SECRET}: helm keep policy)"]
     plan.append("DELETING the students' home volumes (CLASSTOOLS_DELETE_HOMES=1)" if delete_homes
                 else "keeping the students' home volumes (set CLASSTOOLS_DELETE_HOMES=1 to delete them)")
     _print_plan(plan)

@@ -1,135 +1,223 @@
-"""What the JupyterHub release should be: pure functions from the config to helm values.
+"""What the releases should be: pure functions from the config to helm values.
 
-The values go on top of the packaged classroom chart (which already carries
-the image references).  People, login and exposure live here: who may log
-in (JupyterHub 5 admits nobody without an allow rule), who is an admin,
-LDAP, TLS, the hub's node, the db sidecar, the exchange mount and culling.
-Secrets never appear as values: the db password comes from the Secret the
-chart makes (`secretKeyRef`), the LDAP bind password from an env var the hub
-reads from a Secret.  The deploy-time secrets file is written separately.
+The JupyterHub release's values go on top of the packaged classroom chart,
+which already carries what the classroom is (images, courses, the db
+sidecar, the exchange and nbgrader mounts, the grader services and their
+roles; tasks/chartspec.py).  Here is who logs in and how the hub is reached:
+the Authenticator (who is allowed, who is an admin), LDAP, groups, TLS, the
+hub's node, the student servers' resources, culling.  No list-valued z2jh
+key is set both here and in the packaged chart (helm replaces lists).
+Secrets never appear as values: the release stage writes them into a
+separate 0600 values file (tasks/release.py).
+
+Every hub setting is checked against the code that reads it: z2jh 4.4.0's
+files/hub/jupyterhub_config.py, JupyterHub 5.5.0, KubeSpawner 7.0.0 and
+jupyterhub-ldapauthenticator 2.0.2.
 """
 
 from __future__ import annotations
+
+import re
+
+from tasks import contract
+from tasks.formats import ldap_port
 
 ACME_SERVERS = {
     "production": "https://acme-v02.api.letsencrypt.org/directory",
     "staging": "https://acme-staging-v02.api.letsencrypt.org/directory",
 }
-EXCHANGE_ROOT = "/srv/nbgrader/exchange"
 INGRESS_CLASS = "traefik"
+SSL_CERT_REQUIRED = 2  # ssl.CERT_REQUIRED, as ldap3.Tls(validate=...) takes it
+
+# JupyterHub's load_groups only ever adds members: a student dropped from one course (still
+# in another, so still a user) would stay in its group and keep seeing its assignments.
+# Run by z2jh's jupyterhub_config.py (hub.extraConfig) before the hub starts: after
+# JupyterHub loads the groups, members the config does not list are removed.
+EXACT_GROUPS = """\
+# Class Tools: the course groups hold exactly the people of courses.yaml.
+from jupyterhub import orm as _orm
+from jupyterhub.app import JupyterHub as _JupyterHub
+
+_load_groups_adding_only = _JupyterHub.init_groups
 
 
-def people(config) -> tuple[list[str], list[str]]:
-    """(admins, everyone allowed in by name), sorted."""
-    instructors = {u for c in config.courses for u in c["instructors"]}
-    students = {u for c in config.courses for u in c["students"]}
-    admins = instructors | set(config.classroom["auth"]["admin_users"])
-    return sorted(admins), sorted(admins | students)
+async def _load_groups_exactly(self):
+    await _load_groups_adding_only(self)
+    for name, contents in self.load_groups.items():
+        group = _orm.Group.find(self.db, name)
+        listed = set(contents.get("users", []))
+        for user in [u for u in group.users if u.name not in listed]:
+            self.log.info("Removing %s from group %s: not listed in courses.yaml", user.name, name)
+            group.users.remove(user)
+    self.db.commit()
+
+
+_JupyterHub.init_groups = _load_groups_exactly
+"""
+
+
+def admins(config) -> list[str]:
+    """Hub admins: only auth.admin_users.  Instructors grade through their course's
+    grader service; as admins they could open every student's server."""
+    return sorted(set(config.classroom["auth"]["admin_users"]))
+
+
+def allowed_users(config) -> list[str]:
+    """Everyone allowed to log in by name: instructors, students and the admins.  The
+    courses' grader accounts are hub users (their groups make them) but never log in."""
+    people = set(admins(config))
+    for course in config.courses:
+        people |= set(course["instructors"]) | set(course["students"])
+    return sorted(people)
+
+
+def known_users(config) -> list[str]:
+    """Every hub user the config makes: the allowed people and the grader accounts."""
+    graders = {contract.grader_user(course["name"]) for course in config.courses}
+    return sorted(set(allowed_users(config)) | graders)
+
+
+def exact_username_pattern(names) -> str:
+    """A username_pattern that only these names match."""
+    return "^(?:" + "|".join(re.escape(name) for name in sorted(names)) + ")$"
 
 
 def groups(config) -> dict:
-    """nbgrader 0.9 across courses: graders and takers of each course."""
+    """`JupyterHub.load_groups`: nbgrader 0.9 across courses (names must keep their prefixes).
+
+    formgrade-<c>: who may use the course's grader service (its instructors and
+    its grader account); nbgrader-<c>: who sees the course's assignments.
+    """
     load = {}
     for course in config.courses:
-        load[f"formgrade-{course['name']}"] = {"users": sorted(course["instructors"])}
-        load[f"nbgrader-{course['name']}"] = {
-            "users": sorted(set(course["instructors"]) | set(course["students"]))}
+        name, instructors = course["name"], set(course["instructors"])
+        load[contract.formgrade_group(name)] = {
+            "users": sorted(instructors | {contract.grader_user(name)})}
+        load[contract.nbgrader_group(name)] = {"users": sorted(instructors | set(course["students"]))}
     return load
 
 
-def auth_config(config) -> dict:
-    auth = config.classroom["auth"]
-    admins, allowed = people(config)
-    authenticator = {"admin_users": admins, "allowed_users": allowed}
-    if auth["type"] == "dummy":
-        return {"JupyterHub": {"authenticator_class": "dummy"}, "Authenticator": authenticator}
-    ldap = auth["ldap"]
+def ldap_settings(ldap: dict) -> dict:
+    """`LDAPAuthenticator` traits (jupyterhub-ldapauthenticator 2.0.2)."""
     settings = {
         "server_address": ldap["server"],
-        "server_port": ldap["port"],
-        "bind_dn_template": list(ldap["bind_dn_templates"]),  # ldapauthenticator 2 takes a list
-        "tls_strategy": ldap["tls_strategy"],                   # replaces use_ssl
+        "server_port": ldap_port(ldap["port"], ldap["tls_strategy"]),
+        "tls_strategy": ldap["tls_strategy"],  # 2.0 replaced use_ssl
     }
+    if ldap["tls_strategy"] != "insecure":
+        # ldap3 accepts any certificate unless told otherwise; the hub's system CA store decides.
+        settings["tls_kwargs"] = {"validate": SSL_CERT_REQUIRED}
+    if ldap["bind_dn_templates"]:
+        # A list in 2.x; with lookup_dn and no template it binds as the DN it looked up.
+        settings["bind_dn_template"] = list(ldap["bind_dn_templates"])
     if ldap["allowed_groups"]:
         settings["allowed_groups"] = list(ldap["allowed_groups"])
     if ldap["search_user"]:
-        settings.update(lookup_dn=True, lookup_dn_search_user=ldap["search_user"])
-    return {"JupyterHub": {"authenticator_class": "ldap"}, "Authenticator": authenticator,
-            "LDAPAuthenticator": settings}
+        # resolve_username() searches user_search_base for (user_attribute=<login>) as the
+        # search user and reads lookup_dn_user_dn_attribute from the entry it finds; with
+        # that attribute unset it asks for attribute None and refuses every login, so it
+        # defaults to the login attribute itself (the login name resolves to itself).
+        settings.update(
+            lookup_dn=True,
+            lookup_dn_search_user=ldap["search_user"],
+            user_search_base=ldap["user_search_base"],
+            user_attribute=ldap["user_attribute"],
+            lookup_dn_user_dn_attribute=ldap["lookup_dn_user_dn_attribute"] or ldap["user_attribute"],
+        )
+    return settings
 
 
-def tls_values(config, release: str) -> dict:
+def hub_config(config) -> dict:
+    """`hub.config`: traitlets sections z2jh passes through to JupyterHub."""
+    auth = config.classroom["auth"]
+    authenticator = {
+        "admin_users": admins(config),
+        "allowed_users": allowed_users(config),
+        # JupyterHub 5 defaults this to true once allowed_users is set: users
+        # removed from courses.yaml would stay allowed.
+        "allow_existing_users": False,
+    }
+    if not (auth["type"] == "ldap" and auth["ldap"]["allowed_groups"]):
+        # courses.yaml is the only way in: at its next start the hub deletes every user the
+        # config no longer names, and with it their sessions, API tokens and group memberships
+        # (their home volumes stay).  With LDAP allowed_groups the directory decides instead.
+        authenticator["username_pattern"] = exact_username_pattern(known_users(config))
+        authenticator["delete_invalid_users"] = True
+    settings = {
+        "JupyterHub": {
+            "authenticator_class": auth["type"],  # z2jh's short names: "dummy", "ldap"
+            # z2jh defaults it to true: admins could open every student's server.
+            "admin_access": False,
+            "load_groups": groups(config),
+        },
+        "Authenticator": authenticator,
+    }
+    if auth["type"] == "ldap":
+        settings["LDAPAuthenticator"] = ldap_settings(auth["ldap"])
+    return settings
+
+
+def proxy_and_ingress(config, static_ip: str) -> dict:
+    """How the hub is reached: z2jh's autohttps, an Ingress with cert-manager, or plain HTTP;
+    on the static IP, unless an Ingress controller holds it."""
     hub = config.classroom["hub"]
     tls = hub["tls"]
-    if tls["mode"] == "autohttps":
-        return {"proxy": {"https": {"enabled": True, "type": "letsencrypt", "hosts": [hub["domain"]],
-                                    "letsencrypt": {"contactEmail": tls["email"],
-                                                    "acmeServer": ACME_SERVERS[tls["acme_server"]]}}}}
     if tls["mode"] == "ingress":
-        issuer = issuer_name(config)
         return {"proxy": {"https": {"enabled": False}, "service": {"type": "ClusterIP"}},
                 "ingress": {"enabled": True, "hosts": [hub["domain"]], "ingressClassName": INGRESS_CLASS,
-                            "annotations": {"cert-manager.io/cluster-issuer": issuer},
-                            "tls": [{"hosts": [hub["domain"]], "secretName": f"{release}-tls"}]}}
-    return {"proxy": {"https": {"enabled": False}}}
+                            "annotations": {"cert-manager.io/cluster-issuer": issuer_name(config)},
+                            "tls": [{"hosts": [hub["domain"]], "secretName": contract.TLS_SECRET}]}}
+    proxy = {"https": {"enabled": False}}
+    if tls["mode"] == "autohttps":
+        proxy["https"] = {"enabled": True, "type": "letsencrypt", "hosts": [hub["domain"]],
+                          "letsencrypt": {"contactEmail": tls["email"],
+                                          "acmeServer": ACME_SERVERS[tls["acme_server"]]}}
+    if static_ip:
+        proxy["service"] = {"loadBalancerIP": static_ip}
+    return {"proxy": proxy}
 
 
-def hub_values(config, db_image: str, static_ip: str = "") -> dict:
+def hub_values(config, static_ip: str) -> dict:
     """The `jupyterhub:` values of the release (no secrets)."""
     c = config.classroom
-    release = c["release"]["name"]
     key, _, value = c["hub"]["node_label"].partition("=")
     resources = c["resources"]
-    hub_config = auth_config(config)
-    hub_config["JupyterHub"]["load_groups"] = groups(config)
+    culling = c["culling"]
     values = {
         "hub": {
             "nodeSelector": {key: value},
-            "config": hub_config,
+            "config": hub_config(config),
+            "extraConfig": {"classroom-exact-groups": EXACT_GROUPS},
+            # Exactly these users hold the admin role (JupyterHub revokes it from anyone
+            # else, e.g. instructors who were admins before): admin_users alone only adds.
+            "loadRoles": {"admin": {"users": admins(config)}},
         },
         "singleuser": {
             "startTimeout": c["hub"]["start_timeout"],
             "cpu": {"limit": resources["cpu_limit"], "guarantee": resources["cpu_guarantee"]},
+            # JupyterHub's byte specifications: K/M/G/T suffixes (validated in the config).
             "memory": {"limit": resources["memory_limit"], "guarantee": resources["memory_guarantee"]},
-            "storage": {
-                "capacity": resources["home_storage"],
-                "extraVolumes": [{"name": "nbgrader-exchange",
-                                  "persistentVolumeClaim": {"claimName": f"{release}-exchange"}}],
-                "extraVolumeMounts": [{"name": "nbgrader-exchange", "mountPath": EXCHANGE_ROOT}],
-            },
-            "extraContainers": [{
-                "name": "db",
-                "image": db_image,
-                "env": [{"name": "MYSQL_ROOT_PASSWORD",
-                         "valueFrom": {"secretKeyRef": {"name": f"{release}-db", "key": "root-password"}}}],
-                "ports": [{"containerPort": 3306, "name": "mysql"}],
-            }],
+            "storage": {"capacity": resources["home_storage"]},
         },
-        "cull": {"enabled": c["culling"]["enabled"], "timeout": c["culling"]["timeout"],
-                 "every": c["culling"]["every"]},
+        "cull": {"enabled": culling["enabled"], "timeout": culling["timeout"], "every": culling["every"]},
     }
-    if static_ip and c["hub"]["tls"]["mode"] != "ingress":  # with an Ingress, its controller holds the IP
-        values["proxy"] = {"service": {"loadBalancerIP": static_ip}}
-    tls = tls_values(config, release)
-    for section, content in tls.items():
-        values[section] = {**values.get(section, {}), **content}
+    values.update(proxy_and_ingress(config, static_ip))
     return values
 
 
-def release_values(config, db_image: str, static_ip: str = "") -> dict:
+def release_values(config, static_ip: str = "") -> dict:
     """Everything helm needs besides the packaged chart and the secrets file."""
-    values = hub_values(config, db_image, static_ip)
     tls = config.classroom["hub"]["tls"]
     # The ClusterIssuer (and so the contact email) belongs to release:cert-manager.
     return {
-        "jupyterhub": values,
+        "jupyterhub": hub_values(config, static_ip),
         "classroom": {"tls": {"mode": tls["mode"], "acmeServer": tls["acme_server"],
-                              "ingressClass": INGRESS_CLASS, "createIssuer": False}},
+                              "ingressClass": INGRESS_CLASS}},
     }
 
 
 def issuer_name(config) -> str:
-    return f"{config.classroom['release']['name']}-letsencrypt"
+    return contract.issuer_name(config.classroom["release"]["namespace"])
 
 
 def cluster_issuer(config) -> dict:

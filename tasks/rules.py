@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 from tasks.datasets import kind
-from tasks.formats import FORMATS
+from tasks.formats import FORMATS, LDAP_PORT, LDAPS_PORT, byte_size, ldap_port
 from tasks.validation import Problems, found
 
 
@@ -35,6 +35,8 @@ def check_all(docs: dict, raw: dict, problems: Problems, project_dir: Path):
         _auth_rules(classroom, needs)
         _storage_rules(classroom, needs)
         needs.report(classroom, raw["classroom.yaml"], problems)
+        _ldap_port_rule(classroom, raw["classroom.yaml"], problems)
+        _public_login_rule(classroom, raw["classroom.yaml"], problems)
         _resource_rules(classroom, raw["classroom.yaml"], problems)
         _local_file(classroom, raw["classroom.yaml"], ("build", "ca_bundle"), problems, project_dir)
     _unique_names(docs.get("courses.yaml"), raw.get("courses.yaml"), "courses.yaml", "courses",
@@ -98,24 +100,64 @@ def _tls_rules(doc, needs):
 
 
 def _auth_rules(doc, needs):
-    if _get(doc, "auth", "type") == "ldap":
-        needs.require(doc, ("auth", "ldap", "server"), "auth.type: ldap", "hostname")
-        needs.require(doc, ("auth", "ldap", "bind_dn_templates"), "auth.type: ldap", "bind_dn_template")
+    if _get(doc, "auth", "type") != "ldap":
+        return
+    needs.require(doc, ("auth", "ldap", "server"), "auth.type: ldap", "hostname")
+    if _get(doc, "auth", "ldap", "search_user") in ("", None):
+        needs.require(doc, ("auth", "ldap", "bind_dn_templates"),
+                      "auth.type: ldap without auth.ldap.search_user", "bind_dn_template")
+    else:
+        # ldapauthenticator's lookup_dn searches user_search_base for user_attribute=LOGIN;
+        # an empty base or attribute makes that search fail for every login.
+        needs.require(doc, ("auth", "ldap", "user_search_base"),
+                      "auth.ldap.search_user: each login is looked up under this base", "ldap_dn")
+        needs.require(doc, ("auth", "ldap", "user_attribute"),
+                      "auth.ldap.search_user: the login is matched against this attribute", "ldap_attribute")
+
+
+# Each strategy fails on the other's well-known port (formats.LDAPS_PORT speaks TLS from the
+# first byte, formats.LDAP_PORT starts in plain text), so that pair is refused; any other
+# port is the directory's business.
+_WRONG_PORT = {
+    "on_connect": (LDAP_PORT, "LDAPS speaks TLS from the first byte; 389 expects plain LDAP"),
+    "before_bind": (LDAPS_PORT, "StartTLS starts in plain LDAP; 636 expects TLS from the first byte"),
+    "insecure": (LDAPS_PORT, "plain LDAP; 636 expects TLS from the first byte"),
+}
+
+
+def _ldap_port_rule(doc, yaml_doc, problems):
+    if _get(doc, "auth", "type") != "ldap":
+        return
+    port, strategy = _get(doc, "auth", "ldap", "port"), _get(doc, "auth", "ldap", "tls_strategy")
+    if strategy not in _WRONG_PORT or isinstance(port, bool):
+        return
+    wrong, why = _WRONG_PORT[strategy]
+    if port == wrong:
+        problems.add("classroom.yaml", yaml_doc, ("auth", "ldap", "port"), found(port),
+                     f"{ldap_port(0, strategy)} or 0 (= by tls_strategy) with "
+                     f"auth.ldap.tls_strategy: {strategy} ({why})")
+
+
+def _public_login_rule(doc, yaml_doc, problems):
+    """Dummy login lets any password in: not on a deployment reachable from the internet."""
+    if _get(doc, "auth", "type") != "dummy" or _get(doc, "auth", "dummy_trial") is not False:
+        return
+    public = []
+    if _get(doc, "profile") == "gke":
+        public.append("profile: gke")
+    mode = _get(doc, "hub", "tls", "mode")
+    if mode in ("autohttps", "ingress"):  # a certificate for hub.domain: reachable from anywhere
+        public.append(f"hub.tls.mode: {mode}")
+    if public:
+        problems.add("classroom.yaml", yaml_doc, ("auth", "type"), found("dummy"),
+                     f"ldap on a public deployment ({' and '.join(public)}): dummy login lets any "
+                     "password in; set auth.dummy_trial: true only for a throwaway trial")
 
 
 def _storage_rules(doc, needs):
     if _get(doc, "exchange", "storage") == "storage_class":
         # the name of an existing ReadWriteMany storage class
         needs.require(doc, ("exchange", "storage_class"), "exchange.storage: storage_class", "dns_label")
-
-
-_UNITS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
-          "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-
-
-def quantity_bytes(text: str) -> float:
-    number, unit = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", text).groups()
-    return float(number) * _UNITS[unit]
 
 
 def _resource_rules(doc, yaml_doc, problems):
@@ -127,9 +169,8 @@ def _resource_rules(doc, yaml_doc, problems):
         problems.add("classroom.yaml", yaml_doc, ("resources", "cpu_guarantee"), found(low),
                      f"at most resources.cpu_limit ({high})")
     low, high = resources.get("memory_guarantee"), resources.get("memory_limit")
-    quantity = FORMATS["k8s_quantity"].check
-    if (isinstance(low, str) and isinstance(high, str) and quantity(low) and quantity(high)
-            and quantity_bytes(low) > quantity_bytes(high)):
+    low_bytes, high_bytes = byte_size(low), byte_size(high)  # as JupyterHub reads them
+    if _numbers(low_bytes, high_bytes) and 0 < high_bytes < low_bytes:
         problems.add("classroom.yaml", yaml_doc, ("resources", "memory_guarantee"), found(low),
                      f"at most resources.memory_limit ({high})")
 

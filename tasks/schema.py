@@ -25,6 +25,16 @@ def _to_number(value):
     return value
 
 
+def _to_byte_size(value):
+    # JupyterHub reads an integer as bytes but the same digits as text as an error:
+    # digits become the integer, whether or not they were quoted.
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    if isinstance(value, bool):  # cerberus counts booleans as integers
+        return "true" if value else "false"
+    return value
+
+
 def _to_str(value):
     # Scalars written without quotes (`value: true`, `value: 3`) are still strings
     # where a string is expected, e.g. build args and node label values.
@@ -68,8 +78,17 @@ def integer(default, minimum=None, maximum=None):
     return rule
 
 
-def number(default, minimum=0):
-    return {"type": "number", "coerce": _to_number, "default": default, "min": minimum}
+def number(default, minimum=0, hint=None):
+    rule = {"type": "number", "coerce": _to_number, "default": default, "min": minimum}
+    if hint:
+        rule["meta"] = {"hint": hint}  # formats.HINTS[hint]: what to write instead
+    return rule
+
+
+def memory_size(default):
+    """A memory size as JupyterHub's ByteSpecification reads it: 512M, 2G or bytes."""
+    return {"type": ["integer", "string"], "coerce": _to_byte_size, "default": default,
+            "check_with": "jupyterhub_bytes", "min": 1, "meta": {"hint": "jupyterhub_bytes"}}
 
 
 def boolean(default):
@@ -103,8 +122,9 @@ CLASSROOM = {
         "registry": optional("registry"),
         "base_image": string("image_ref", default="debian:bookworm-slim"),
         "db_base_image": string("image_ref", default="debian:bookworm-slim"),
-        # only used when images/hub/ exists: z2jh 4.x's own hub image has LDAP built in
-        "hub_base_image": string("image_ref", default="quay.io/jupyterhub/k8s-hub:4.2.0"),
+        # only used when images/hub/ exists: z2jh 4.x's own hub image has LDAP built in;
+        # the same version as chart.jupyterhub_version (4.3.3 was a security release)
+        "hub_base_image": string("image_ref", default="quay.io/jupyterhub/k8s-hub:4.4.0"),
         "sources": string("path", default="images"),  # the image source directories
     }),
     "build": section({
@@ -121,8 +141,9 @@ CLASSROOM = {
         "data": string("bucket_url", default="file://.classroom/buckets/data"),
     }),
     "chart": section({
-        # z2jh, pinned: the classroom chart depends on exactly this version
-        "jupyterhub_version": string("semver", default="4.2.0"),
+        # z2jh, pinned: the classroom chart depends on exactly this version. 4.4.0 runs
+        # JupyterHub 5.5.0; 4.3.3 was a security release, so nothing older is a safe default.
+        "jupyterhub_version": string("semver", default="4.4.0"),
         # a local copy (.tgz) of that chart, for machines that cannot reach the repository
         "jupyterhub_chart": optional("path"),
         "jupyterhub_repository": string("http_url", default="https://hub.jupyter.org/helm-chart/"),
@@ -168,16 +189,25 @@ CLASSROOM = {
     }),
     "auth": section({
         "type": string(default="dummy", allowed=("ldap", "dummy")),
+        # dummy lets any password in; on a public deployment (profile gke or any TLS mode)
+        # it is refused unless this says the deployment is a throwaway trial
+        "dummy_trial": boolean(False),
         "admin_users": string_list("username"),
         "ldap": section({
             "server": optional("hostname"),
-            "port": integer(636, minimum=1, maximum=65535),
+            # 0: by tls_strategy, as ldapauthenticator does (636 for on_connect, else 389)
+            "port": integer(0, minimum=0, maximum=65535),
             "bind_dn_templates": string_list("bind_dn_template"),
             "tls_strategy": string(default="on_connect",
                                    allowed=("on_connect", "before_bind", "insecure")),
             # Only for directories that refuse anonymous search: the DN to search as.
             # Its password is the secret ldap_bind_password, never a config value.
+            # Set, it turns on ldapauthenticator's lookup_dn, which needs the next two keys.
             "search_user": optional("text"),
+            "user_search_base": optional("ldap_dn"),
+            "user_attribute": string("ldap_attribute", default="uid", empty=True),
+            # the attribute whose value forms the bind DN after the lookup; "" = user_attribute
+            "lookup_dn_user_dn_attribute": optional("ldap_attribute"),
             "allowed_groups": string_list("text"),
         }),
     }),
@@ -192,11 +222,13 @@ CLASSROOM = {
         "every": integer(600, minimum=30),
     }),
     "resources": section({
-        "cpu_guarantee": number(0.25),
-        "cpu_limit": number(2),
-        "memory_guarantee": string("k8s_quantity", default="512Mi"),
-        "memory_limit": string("k8s_quantity", default="2Gi"),
-        "home_storage": string("k8s_quantity", default="10Gi"),
+        # JupyterHub's own units (its Spawner traits), not Kubernetes': CPUs as numbers
+        # (0.5, not 500m), memory with K, M, G, T in powers of 1024 (2G, not 2Gi)
+        "cpu_guarantee": number(0.25, hint="cpu"),
+        "cpu_limit": number(2, hint="cpu"),
+        "memory_guarantee": memory_size("512M"),
+        "memory_limit": memory_size("2G"),
+        "home_storage": string("k8s_quantity", default="10Gi"),  # a PVC size: Kubernetes units
     }),
     "local": section({  # `doit local`: where the laptop classroom listens
         "bind": string(default="127.0.0.1", allowed=("127.0.0.1", "0.0.0.0")),

@@ -11,7 +11,7 @@ import difflib
 import cerberus
 from cerberus import errors
 
-from tasks.formats import FORMATS
+from tasks.formats import FORMATS, HINTS
 from tasks.schema import FILES
 from tasks.yamldoc import YamlDoc
 
@@ -190,10 +190,18 @@ def check_file(file_name: str, doc: YamlDoc, problems: Problems):
     return validator.document
 
 
+def _hint(rule: dict, value) -> str:
+    """The rule's own advice for this value ("; write '2G' instead ..."), or ""."""
+    meta = rule.get("meta")
+    name = meta.get("hint") if isinstance(meta, dict) else None
+    return HINTS[name](value) if name in HINTS else ""
+
+
 def _report(file_name, doc, schema, error, problems: Problems):
     path = tuple(error.document_path)
     rule = _rule_at(schema, path) or {}
     value = error.value
+    hint = _hint(rule, value)
     if error.code == errors.UNKNOWN_FIELD.code:
         parent = _rule_at(schema, path[:-1]) or {}
         keys = list(parent.get("schema", {}))
@@ -205,14 +213,14 @@ def _report(file_name, doc, schema, error, problems: Problems):
         problems.add(file_name, doc, path, found(value),
                      expectation(rule) + suggest(value, rule.get("allowed", ())))
     elif error.code == FORMAT_MISMATCH.code:
-        problems.add(file_name, doc, path, found(value), FORMATS[error.info[0]].expected)
+        problems.add(file_name, doc, path, found(value), FORMATS[error.info[0]].expected + hint)
     elif error.code == errors.MIN_LENGTH.code:
         problems.add(file_name, doc, path, found(value), f"at least {error.constraint} item(s)")
     elif error.code in (errors.MIN_VALUE.code, errors.MAX_VALUE.code):
-        problems.add(file_name, doc, path, found(value), expectation(rule))
+        problems.add(file_name, doc, path, found(value), expectation(rule) + hint)
     elif error.code in (errors.BAD_TYPE.code, errors.NOT_NULLABLE.code,
                         errors.EMPTY_NOT_ALLOWED.code, errors.BAD_TYPE_FOR_SCHEMA.code):
-        problems.add(file_name, doc, path, found(value), expectation(rule))
+        problems.add(file_name, doc, path, found(value), expectation(rule) + hint)
     else:  # a rule this module has no wording for yet: still one clean line
         problems.add(file_name, doc, path, found(value),
                      f"{expectation(rule)} (failed rule {error.rule or error.code})")

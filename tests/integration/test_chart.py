@@ -1,8 +1,9 @@
 """The chart stage with real helm, the real GCS client and the GCS emulator.
 
 No chart repository is reachable here, so the JupyterHub dependency is the
-stand-in chart of tests/integration/charts/jupyterhub (shaped like z2jh for
-the values we set), packaged by real helm and named in config as a local copy.
+real z2jh chart 4.4.0 from ../shared/upstream (fixture `jupyterhub_chart`),
+named in config as a local copy: helm lint, package and template run on the
+chart that deploys.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.integration.conftest import JUPYTERHUB_VERSION, use_jupyterhub_chart
+
 pytestmark = pytest.mark.integration
 
 HERE = Path(__file__).parent
@@ -29,22 +32,20 @@ def _ran(result) -> set[str]:
     return {m.group(1) for m in re.finditer(r"^\.  (\S+)$", result.stdout, re.M)}
 
 
-def _classroom(project, registry, bucket, standin_chart, prefix):
+def _classroom(project, registry, bucket, jupyterhub_chart, prefix):
+    """The project with the stand-in images, a registry path of its own, the bucket and the real z2jh."""
     shutil.copytree(HERE / "images", project.root / "images")
     shutil.copytree(REPO / "helm", project.root / "helm")
     text = (project.config / "classroom.yaml").read_text()
     text = text.replace('registry: ""', f'registry: "{registry}/{prefix}"')
     text = text.replace("charts: file://.classroom/buckets/charts", f"charts: gs://{bucket}")
-    text = text.replace('jupyterhub_chart: ""', f"jupyterhub_chart: {standin_chart}")
-    text = text.replace("jupyterhub_version: 4.2.0", "jupyterhub_version: "
-                        + re.search(r"jupyterhub-(.+)\.tgz", standin_chart.name).group(1))
-    project.write("classroom.yaml", text)
+    project.write("classroom.yaml", use_jupyterhub_chart(text, jupyterhub_chart))
     return project
 
 
 @pytest.fixture
-def classroom(project, registry, bucket, standin_chart):
-    _classroom(project, registry, bucket, standin_chart, f"c{uuid.uuid4().hex[:8]}")
+def classroom(project, registry, bucket, jupyterhub_chart):
+    _classroom(project, registry, bucket, jupyterhub_chart, f"c{uuid.uuid4().hex[:8]}")
     result = project.doit(check=True)
     assert {"chart:package", "chart:publish"} <= _ran(result)
     project.bucket = bucket
@@ -77,9 +78,14 @@ def test_published_chart_installs_from_the_bucket_with_the_image_tags(classroom,
         values = yaml.safe_load(tar.extractfile("classroom/values.yaml"))
     image = values["jupyterhub"]["singleuser"]["image"]
     assert f"{image['name']}:{image['tag']}" == notebook
-    assert values["classroom"]["images"]["db"] == db
+    sidecars = {c["name"]: c["image"] for c in values["jupyterhub"]["singleuser"]["extraContainers"]}
+    assert sidecars["db"] == db
     rendered = run("template", "t", str(tmp_path / "pulled" / f"classroom-{version}.tgz")).stdout
     assert notebook.rsplit(":", 1)[1] in rendered
+    docs = [d for d in yaml.safe_load_all(rendered) if d]
+    hub = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "hub")
+    assert hub["spec"]["template"]["spec"]["containers"][0]["image"].endswith(f"/k8s-hub:{JUPYTERHUB_VERSION}"), \
+        "the packaged dependency is the real z2jh"
     # every rendered object is valid Kubernetes (offline schemas; no API server here)
     import sys
     check = subprocess.run([sys.executable, "-m", "kubernetes_validate", "-k", "1.30.0", "--strict", "-"],
@@ -87,8 +93,7 @@ def test_published_chart_installs_from_the_bucket_with_the_image_tags(classroom,
     assert check.returncode == 0, check.stdout + check.stderr
 
 
-def test_package_is_byte_identical_in_another_directory(classroom, registry, bucket, standin_chart,
-                                                       tmp_path):
+def test_package_is_byte_identical_in_another_directory(classroom, tmp_path):
     from tests.conftest import Project
     other = Project(tmp_path / "elsewhere" / "classroom")
     shutil.copytree(classroom.config, other.config)
@@ -143,8 +148,8 @@ def test_conflicting_upload_is_refused_and_the_index_kept(classroom, gcs_emulato
     assert bucket.blob("index.yaml").download_as_bytes() == index_before
 
 
-def test_missing_bucket_is_a_clear_failure(project, registry, standin_chart):
-    _classroom(project, registry, f"nobucket-{uuid.uuid4().hex[:8]}", standin_chart, "nb")
+def test_missing_bucket_is_a_clear_failure(project, registry, jupyterhub_chart):
+    _classroom(project, registry, f"nobucket-{uuid.uuid4().hex[:8]}", jupyterhub_chart, "nb")
     result = project.doit()
     assert result.returncode != 0
     assert re.search(r"chart:publish: bucket gs://nobucket-\w+ does not exist", result.stdout)
@@ -159,51 +164,65 @@ def test_lint_errors_fail_the_package(classroom):
     assert "chart:package: helm lint failed" in result.stdout
 
 
-def test_local_profile_without_upstream_chart_skips_chart_tasks_only(project, registry):
+# No chart repository answers on this port: the same on a machine with internet (CI).
+UNREACHABLE_REPOSITORY = "http://127.0.0.1:9/helm-chart/"
+# A public deployment logs in through LDAP (gke with dummy login is refused).
+GKE = f"""profile: gke
+images: {{registry: europe-docker.pkg.dev/uni-ds/classroom}}
+buckets: {{charts: gs://uni-ds-charts, data: gs://uni-ds-data}}
+gcp: {{project: uni-ds, cluster: classroom, region: europe-west1}}
+hub: {{domain: hub.uni.example.edu, static_ip_name: ds-hub}}
+auth: {{type: ldap, ldap: {{server: ldap.uni.example.edu, bind_dn_templates: ["uid={{username}},dc=uni,dc=example,dc=edu"]}}}}
+"""
+
+
+def _without_upstream_chart(project, registry, prefix):
     shutil.copytree(HERE / "images", project.root / "images")
     shutil.copytree(REPO / "helm", project.root / "helm")
     text = (project.config / "classroom.yaml").read_text()
-    project.write("classroom.yaml", text.replace('registry: ""', f'registry: "{registry}/skip"'))
+    text = re.sub(r"(?m)^(\s*jupyterhub_repository:) .*$", rf"\g<1> {UNREACHABLE_REPOSITORY}", text)
+    text = re.sub(r"(?m)^(\s*jupyterhub_version:) .*$", rf"\g<1> {JUPYTERHUB_VERSION}", text)
+    project.write("classroom.yaml", text.replace('registry: ""', f'registry: "{registry}/{prefix}"'))
+
+
+def test_local_profile_without_upstream_chart_skips_chart_tasks_only(project, registry):
+    _without_upstream_chart(project, registry, "skip")
     result = project.doit()
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "chart:package: skipped: the JupyterHub chart 4.2.0 is not available from " \
-           "https://hub.jupyter.org/helm-chart/" in result.stdout
+    assert (f"chart:package: skipped: the JupyterHub chart {JUPYTERHUB_VERSION} is not available from "
+            f"{UNREACHABLE_REPOSITORY}") in result.stdout
     assert "set chart.jupyterhub_chart in config/classroom.yaml" in result.stdout
     assert "chart:publish: skipped" in result.stdout
     assert {"image:base", "image:notebook", "image:local", "image:db"} <= _ran(result)
     assert _ran(project.doit(check=True)) == set(), "a skip is remembered: no-op runs stay no-ops"
 
 
-def test_upstream_chart_appearing_in_the_cache_resumes_the_chart_tasks(project, registry, standin_chart):
-    shutil.copytree(HERE / "images", project.root / "images")
-    shutil.copytree(REPO / "helm", project.root / "helm")
-    text = (project.config / "classroom.yaml").read_text()
-    version = re.search(r"jupyterhub-(.+)\.tgz", standin_chart.name).group(1)
-    project.write("classroom.yaml", text.replace('registry: ""', f'registry: "{registry}/resume"')
-                  .replace("jupyterhub_version: 4.2.0", f"jupyterhub_version: {version}"))
+def test_upstream_chart_appearing_in_the_cache_resumes_the_chart_tasks(project, registry, jupyterhub_chart):
+    _without_upstream_chart(project, registry, "resume")
     assert "chart:package: skipped" in project.doit(check=True).stdout
     cache = project.root / ".classroom" / "charts" / "upstream"
     cache.mkdir(parents=True, exist_ok=True)
-    shutil.copy(standin_chart, cache / standin_chart.name)
+    shutil.copy(jupyterhub_chart, cache / jupyterhub_chart.name)
     result = project.doit(check=True)
     assert _ran(result) == {"chart:package", "chart:publish"}
     assert "chart:publish: published: classroom-" in result.stdout
+    packaged = Path(_state(project, "chart:package")["path"])
+    with tarfile.open(packaged) as tar:
+        dependency = tar.extractfile(f"classroom/charts/{jupyterhub_chart.name}").read()
+    assert dependency == jupyterhub_chart.read_bytes(), "the cached z2jh is the one packaged"
 
 
 def test_gke_profile_without_upstream_chart_is_an_error_naming_repository_and_key(project, helm_bin):
     from tasks import chart
     from tasks.config import load
-    project.write("classroom.yaml", """profile: gke
-images: {registry: europe-docker.pkg.dev/uni-ds/classroom}
-buckets: {charts: gs://uni-ds-charts, data: gs://uni-ds-data}
-gcp: {project: uni-ds, cluster: classroom}
-hub: {domain: hub.uni.example.edu}
-""")
+    project.write("classroom.yaml", GKE + f"chart: {{jupyterhub_repository: '{UNREACHABLE_REPOSITORY}'}}\n")
     shutil.copytree(REPO / "helm", project.root / "helm")
     images = {"ref": "europe-docker.pkg.dev/uni-ds/classroom/x:1", "tag": "1", "digest": "sha256:" + "0" * 64}
-    failed = chart.package_chart(load(project.config), notebook=images, db=images)
-    message = str(failed)
-    assert "chart:package: the JupyterHub chart 4.2.0 is not available from https://hub.jupyter.org/helm-chart/" in message
+    config = load(project.config)
+    version = config.classroom["chart"]["jupyterhub_version"]  # the default, whatever it is
+    message = str(chart.package_chart(config, notebook=images, db=images))
+    assert (f"chart:package: the JupyterHub chart {version} is not available from {UNREACHABLE_REPOSITORY}"
+            in message)
     assert "set chart.jupyterhub_chart in config/classroom.yaml" in message
 
 
@@ -236,5 +255,6 @@ def test_no_credentials_is_a_clear_failure(classroom, tmp_path):
 def test_tls_and_domain_belong_to_the_release_not_the_chart(classroom):
     text = (classroom.config / "classroom.yaml").read_text()
     text = text.replace('domain: ""', "domain: hub.example.edu").replace("mode: none", "mode: autohttps")
+    text = text.replace("dummy_trial: false", "dummy_trial: true")  # a public hub with dummy login
     classroom.write("classroom.yaml", text.replace('email: ""', "email: staff@example.edu"))
     assert _ran(classroom.doit(check=True)) == set()

@@ -1,5 +1,8 @@
 """scripts/dev-env against the real machine: the services the other
-integration tests rely on must be up, single, and actually usable."""
+integration tests rely on must be up, single, and actually usable.
+
+The control plane's own behaviour (nodes, pods, volumes, tokens) is in
+test_control_plane.py; here it is one more service of the table."""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 BASE_IMAGE = "debian:bookworm-slim"
+CONTROL_PLANE = ("etcd", "kube_apiserver", "kube_controller_manager", "kube_scheduler", "kwok", "pv_provisioner")
 # The registry and emulator are on loopback: never via an http_proxy.
 HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -74,6 +78,12 @@ def _our_emulators(dev: Path):
             and "--data-dir" in argv and argv[argv.index("--data-dir") + 1] == data]
 
 
+def _control_plane_processes(dev: Path) -> list[int]:
+    """etcd, kube-apiserver, ... started from DEV: each names a file under DEV/control-plane."""
+    marker = str(dev / "control-plane") + "/"
+    return sorted(pid for pid, argv in _processes() if any(marker in a for a in argv))
+
+
 def _services() -> dict:
     return json.loads((dev_dir() / "services.json").read_text())
 
@@ -93,27 +103,38 @@ def test_up_twice_leaves_exactly_one_of_each(dev_services):
     assert len(_dockerds()) == 1
     assert _our_registries(dev) == [services["pids"]["registry"]]
     assert _our_emulators(dev) == [services["pids"]["gcs_emulator"]]
+    control_plane = {services["pids"][name] for name in CONTROL_PLANE}
+    assert None not in control_plane and set(_control_plane_processes(dev)) == control_plane
     # Reused, not restarted: same addresses and processes as the session's first `up`.
-    for key in ("docker_host", "registry", "storage_emulator_host", "pids"):
+    for key in ("docker_host", "registry", "storage_emulator_host", "pids", "kubeconfig", "control_plane"):
         assert services[key] == dev_services[key]
     assert "reusing" in second.stderr
     assert "starting dockerd" not in second.stderr
+    assert "control plane: starting" not in second.stderr
 
 
 def test_services_files_describe_the_services(dev_services):
     assert set(dev_services) >= {"docker_host", "registry", "storage_emulator_host", "helm",
-                                 "kubectl", "base_image", "started"}
+                                 "kubectl", "base_image", "started", "kubeconfig", "control_plane"}
     assert re.fullmatch(r"127\.0\.0\.1:\d+", dev_services["registry"])
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+", dev_services["storage_emulator_host"])
     assert dev_services["base_image"] == BASE_IMAGE
     assert dev_services["started"]["registry"] and dev_services["started"]["gcs_emulator"]
+    assert dev_services["started"]["control_plane"]
+    assert re.fullmatch(r"https://127\.0\.0\.1:\d+", dev_services["control_plane"]["server"])
+    assert Path(dev_services["kubeconfig"]).is_file()
 
     env = subprocess.run(
         ["bash", "-c", f'. "{dev_dir() / "services.env"}" && '
-                       'echo "$DOCKER_HOST|$CLASSTOOLS_REGISTRY|$STORAGE_EMULATOR_HOST"'],
+                       'echo "$DOCKER_HOST|$CLASSTOOLS_REGISTRY|$STORAGE_EMULATOR_HOST|$KUBECONFIG"'],
         capture_output=True, text=True, check=True, env={"PATH": "/usr/bin:/bin"})
     assert env.stdout.strip() == "|".join(
-        [dev_services["docker_host"], dev_services["registry"], dev_services["storage_emulator_host"]])
+        [dev_services["docker_host"], dev_services["registry"], dev_services["storage_emulator_host"],
+         dev_services["kubeconfig"]])
+    # The kubeconfig reaches the control plane (kubectl's own view of it).
+    ready = subprocess.run([dev_services["kubectl"], "--kubeconfig", dev_services["kubeconfig"], "get", "--raw",
+                            "/readyz"], capture_output=True, text=True, timeout=60)
+    assert ready.stdout.strip() == "ok", ready.stderr
 
 
 def test_status_reports_everything_up(dev_services):
@@ -121,7 +142,8 @@ def test_status_reports_everything_up(dev_services):
     assert result.returncode == 0, result.stdout + result.stderr
     states = dict(line.split()[:2] for line in result.stdout.splitlines())
     assert states == {"docker": "running", "registry": "running", "gcs-emulator": "running",
-                      "helm": "present", "kubectl": "present", "base-image": "present"}
+                      "helm": "present", "kubectl": "present", "base-image": "present",
+                      **{name.replace("_", "-"): "running" for name in CONTROL_PLANE}}
 
 
 def test_registry_answers_the_v2_api(registry):
@@ -224,11 +246,14 @@ def test_down_stops_only_its_own_services_and_up_restores_them(dev_services, tmp
         # The engine is shared and was not started from this dev dir: never ours to stop.
         assert before["started"]["dockerd"] is False
         assert before["registry"] != shared["registry"]
+        assert before["control_plane"]["server"] != shared["control_plane"]["server"]
         assert len(_our_registries(dev)) == 1 and len(_our_emulators(dev)) == 1
+        assert len(_control_plane_processes(dev)) == len(CONTROL_PLANE)
 
         down = run_dev_env("down", timeout=300, dev=dev)
         assert down.returncode == 0, down.stderr
         assert _our_registries(dev) == [] and _our_emulators(dev) == []
+        assert _control_plane_processes(dev) == []
         assert _dockerds() == dockerds
         assert not (dev / "services.json").exists()
         assert run_dev_env("status", timeout=120, dev=dev).returncode == 1
@@ -239,9 +264,49 @@ def test_down_stops_only_its_own_services_and_up_restores_them(dev_services, tmp
         after = json.loads((dev / "services.json").read_text())
         for key in ("docker_host", "registry", "storage_emulator_host"):
             assert after[key] == before[key]  # recorded ports are reused
+        assert after["control_plane"]["server"] == before["control_plane"]["server"]
         assert len(_our_registries(dev)) == 1 and len(_our_emulators(dev)) == 1
+        assert len(_control_plane_processes(dev)) == len(CONTROL_PLANE)
     finally:
         run_dev_env("down", timeout=300, dev=dev)
     # The shared services never noticed.
     assert _services()["pids"] == shared["pids"]
     assert len(_our_registries(Path(shared["dev_dir"]))) == 1
+    assert len(_control_plane_processes(Path(shared["dev_dir"]))) == len(CONTROL_PLANE)
+
+
+def test_failures_say_what_and_why_without_a_traceback(tmp_path):
+    """A service that cannot start names itself and shows its log, in one message."""
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    (dev / "registry.yml").mkdir()  # the registry's config path is taken: it cannot be written
+    result = run_dev_env("up", dev=dev)
+    try:
+        assert result.returncode == 1
+        assert "Traceback" not in result.stderr
+        assert "dev-env: error:" in result.stderr and "registry" in result.stderr.split("dev-env: error:")[1]
+    finally:
+        run_dev_env("down", timeout=300, dev=dev)
+
+
+def test_a_lost_pid_file_leaves_a_stray_that_up_reports_and_down_stops(tmp_path):
+    """A daemon whose pid file is gone still serves this dev dir: `up` cannot reuse
+    it (it may not be healthy), says so, and `down` stops it with the rest."""
+    dev = tmp_path / "dev"
+    try:
+        first = run_dev_env("up", dev=dev)
+        assert first.returncode == 0, first.stderr
+        lost = json.loads((dev / "services.json").read_text())["pids"]["registry"]
+        (dev / "registry.pid").unlink()
+
+        second = run_dev_env("up", dev=dev)
+        assert second.returncode == 0, second.stderr
+        assert f"pids {lost};" in second.stderr  # reported, not silently kept
+        assert len(_our_registries(dev)) == 2
+
+        down = run_dev_env("down", timeout=300, dev=dev)
+        assert down.returncode == 0, down.stderr
+        assert _our_registries(dev) == [] and _our_emulators(dev) == []
+        assert _control_plane_processes(dev) == []
+    finally:
+        run_dev_env("down", timeout=300, dev=dev)

@@ -1,7 +1,8 @@
 """The real images/ built by the real chain, then run: the checks a course's staff would make.
 
 Slow on a cold machine (the base image installs the whole course stack from
-PyPI, about two minutes here); BuildKit's cache makes later runs fast.
+PyPI: minutes, many more on a loaded machine); BuildKit's cache makes later
+runs fast.
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ def real(tmp_path_factory, registry, course_repo):
     repo: file://{course_repo}
     instructors: [prof]
 """)
+    # A cold build of the four images on a busy 2-core machine takes many minutes: no fixed time
+    # limit, doit is stopped only when it prints nothing for a long while (Project.doit).
     result = project.doit("--verbosity", "2", check=True)
     project.first_output = result.stdout + result.stderr
     project.values = {name: json.loads(project.dep_file.read_text())[f"image:{name}"]["_values_:"]
@@ -129,19 +132,27 @@ def test_notebook_pulls_the_course_and_keeps_a_students_edit(real, docker_client
         docker_client.volumes.get(home).remove(force=True)
 
 
-def test_formgrader_for_instructors_only(real, docker_client, course_repo):
+def test_formgrader_only_in_the_courses_grader_service(real, docker_client, course_repo):
+    """nbgrader's multi-course form: the course's grader service grades; an instructor's own
+    server lists courses (course_list) and a student's only assignments."""
     image = real.values["notebook"]["ref"]
     seen = {}
-    for user in ("prof", "student1"):
+    for role, env in (("grader", {"CLASSROOM_GRADER_COURSE": "intro"}), ("prof", {"JUPYTERHUB_USER": "prof"}),
+                      ("student1", {"JUPYTERHUB_USER": "student1"})):
         out = docker_client.containers.run(
             image, ["classroom-start", "jupyter", "server", "extension", "list"], remove=True,
-            environment={"JUPYTERHUB_USER": user}, network_mode="none",
+            environment=env, network_mode="none",
             volumes={str(course_repo): {"bind": str(course_repo), "mode": "ro"}}, stderr=True).decode()
         out = re.sub(r"\x1b\[[0-9;]*m", "", out)
         # the first config dir listed is the user's: its setting wins
-        seen[user] = re.search(r"^\s*nbgrader\.server_extensions\.formgrader (enabled|disabled)$",
-                               out, re.M).group(1)
-    assert seen == {"prof": "enabled", "student1": "disabled"}
+        seen[role] = {name: re.search(rf"^\s*nbgrader\.server_extensions\.{name} (enabled|disabled)$",
+                                      out, re.M).group(1)
+                      for name in ("formgrader", "course_list", "assignment_list")}
+    assert seen == {
+        "grader": {"formgrader": "enabled", "course_list": "disabled", "assignment_list": "disabled"},
+        "prof": {"formgrader": "disabled", "course_list": "enabled", "assignment_list": "enabled"},
+        "student1": {"formgrader": "disabled", "course_list": "disabled", "assignment_list": "enabled"},
+    }
 
 
 def test_db_takes_its_password_from_the_environment(real, docker_client):

@@ -3,17 +3,23 @@
 No Kubernetes API server (and no cloud) can run here, so helm's release
 commands, kubectl and gcloud are played by tests/integration/doubles (named
 as a double, recording every call); everything before them is real: the
-Docker Engine and registry, the GCS emulator, helm lint/package/template.
+Docker Engine and registry, the GCS emulator, helm lint/package/template and
+the real z2jh chart 4.4.0.  The double's `helm upgrade` of the classroom
+release first renders it with the real `helm template` (same chart, version
+and values files), so values z2jh's strict schema refuses fail the deploy.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 
 import pytest
+import yaml
 
-from tests.integration.test_chart import HERE, _classroom, _ran
+from tests.integration.conftest import JUPYTERHUB_VERSION
+from tests.integration.test_chart import GKE, HERE, _classroom, _ran
 
 pytestmark = pytest.mark.integration
 DOUBLES = HERE / "doubles" / "bin"
@@ -25,8 +31,8 @@ def _calls(project):
 
 
 @pytest.fixture
-def deployed(project, registry, bucket, standin_chart, helm_bin, tmp_path):
-    _classroom(project, registry, bucket, standin_chart, f"r{uuid.uuid4().hex[:8]}")
+def deployed(project, registry, bucket, jupyterhub_chart, helm_bin, tmp_path):
+    _classroom(project, registry, bucket, jupyterhub_chart, f"r{uuid.uuid4().hex[:8]}")
     text = (project.config / "classroom.yaml").read_text()
     project.write("classroom.yaml", text.replace("deploy: auto", "deploy: always"))
     project.double_dir = tmp_path / "double"
@@ -35,7 +41,7 @@ def deployed(project, registry, bucket, standin_chart, helm_bin, tmp_path):
     project.env = lambda **extra: base_env(
         CLASSTOOLS_HELM=str(DOUBLES / "helm"), CLASSTOOLS_KUBECTL=str(DOUBLES / "kubectl"),
         CLASSTOOLS_GCLOUD=str(DOUBLES / "gcloud"), KUBE_DOUBLE_DIR=str(project.double_dir),
-        KUBE_DOUBLE_REAL_HELM=helm_bin, **extra)
+        KUBE_DOUBLE_REAL_HELM=helm_bin, KUBE_DOUBLE_RENDER="classroom", **extra)
     result = project.doit(check=True)
     assert {"cluster:hub-node", "release:jupyterhub"} <= _ran(result)
     project.bucket = bucket
@@ -64,6 +70,28 @@ def test_order_and_arguments(deployed, gcs_emulator):
     assert calls[health]["argv"][-1] == "/api/v1/namespaces/classroom/services/hub:8081/proxy/hub/health"
 
 
+def _rendered(project) -> list[dict]:
+    """The manifests of the last upgrade of the classroom release (real `helm template`)."""
+    path = project.double_dir / "rendered" / "classroom_classroom.yaml"
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def _hub_values(docs) -> dict:
+    """What the hub and KubeSpawner are configured from: z2jh keeps the values in its hub Secret."""
+    secret = next(d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == "hub")
+    return yaml.safe_load(base64.b64decode(secret["data"]["values.yaml"]))
+
+
+def test_the_deploy_is_what_the_real_z2jh_chart_renders(deployed):
+    docs = _rendered(deployed)
+    hub = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "hub")
+    image = hub["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image.endswith(f"/k8s-hub:{JUPYTERHUB_VERSION}"), image
+    notebook = json.loads(deployed.dep_file.read_text())["image:notebook"]["_values_:"]["ref"]
+    image = _hub_values(docs)["singleuser"]["image"]
+    assert f"{image['name']}:{image['tag']}" == notebook
+
+
 def test_secrets_only_in_private_files(deployed):
     secrets = dict(line.split("=", 1) for line in deployed.secrets_file.read_text().splitlines()
                    if "=" in line and not line.startswith("#"))
@@ -75,9 +103,13 @@ def test_secrets_only_in_private_files(deployed):
     assert all(f["mode"] == "0o600" and f["dir_mode"] == "0o700" for f in files)
     given = json.dumps([f["content"] for f in files])
     assert all(value in given for value in secrets.values()), "every secret reaches helm, in a file"
-    public = files[0]["content"]["jupyterhub"]
-    assert public["singleuser"]["extraContainers"][0]["env"][0]["valueFrom"]["secretKeyRef"] == {
-        "name": "classroom-db", "key": "root-password"}
+    # In the cluster the db password is only in the chart's Secret, which the db sidecar reads
+    docs = _rendered(deployed)
+    sidecar = next(c for c in _hub_values(docs)["singleuser"]["extraContainers"] if c["name"] == "db")
+    password = next(e for e in sidecar["env"] if e["name"] == "MYSQL_ROOT_PASSWORD")
+    ref = password["valueFrom"]["secretKeyRef"]
+    secret = next(d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == ref["name"])
+    assert base64.b64decode(secret["data"][ref["key"]]).decode() == secrets["db_root_password"]
     state = deployed.dep_file.read_text()
     assert not any(value in state for value in secrets.values())
 
@@ -98,7 +130,7 @@ def test_courses_edit_flows_to_the_hub_and_admin_edit_only_to_the_release(deploy
     assert _ran(deployed.doit(check=True)) == {"release:jupyterhub"}
     values = _upgrades(deployed)[-1]["files"]
     admins = list(values.values())[0]["content"]["jupyterhub"]["hub"]["config"]["Authenticator"]["admin_users"]
-    assert "dean" in admins and "instructor" in admins
+    assert admins == ["dean"], "admins are auth.admin_users alone: instructors grade, they do not administer"
 
 
 def test_drift_is_detected_and_corrected(deployed):
@@ -130,12 +162,7 @@ def test_failed_deploy_is_not_marked_done(deployed, failure, message):
 def test_static_ip_is_reserved_once(project, helm_bin, tmp_path, monkeypatch):
     from tasks import release
     from tasks.config import load
-    project.write("classroom.yaml", """profile: gke
-images: {registry: europe-docker.pkg.dev/uni-ds/classroom}
-buckets: {charts: gs://uni-ds-charts, data: gs://uni-ds-data}
-gcp: {project: uni-ds, cluster: classroom, region: europe-west1}
-hub: {domain: hub.uni.example.edu, static_ip_name: ds-hub}
-""")
+    project.write("classroom.yaml", GKE)
     monkeypatch.setenv("CLASSTOOLS_GCLOUD", str(DOUBLES / "gcloud"))
     monkeypatch.setenv("KUBE_DOUBLE_DIR", str(tmp_path))
     config = load(project.config)
@@ -148,6 +175,7 @@ hub: {domain: hub.uni.example.edu, static_ip_name: ds-hub}
 def test_ingress_mode_brings_cert_manager_and_traefik_and_the_email_is_cert_managers_alone(deployed):
     text = (deployed.config / "classroom.yaml").read_text()
     text = text.replace('domain: ""', "domain: hub.example.edu").replace("mode: none", "mode: ingress")
+    text = text.replace("dummy_trial: false", "dummy_trial: true")  # a public hub with dummy login
     deployed.write("classroom.yaml", text.replace('email: ""', "email: staff@example.edu"))
     result = deployed.doit(check=True)
     assert _ran(result) == {"release:cert-manager", "release:ingress", "release:jupyterhub"}
@@ -177,6 +205,7 @@ def test_ldap_bind_password_goes_in_the_private_file_only(deployed):
     text = (deployed.config / "classroom.yaml").read_text()
     text = text.replace("type: dummy", "type: ldap").replace('server: ""', "server: ldap.example.edu")
     text = text.replace("bind_dn_templates: []", 'bind_dn_templates: ["uid={username},dc=example,dc=edu"]')
+    text = text.replace('user_search_base: ""', "user_search_base: dc=example,dc=edu")
     deployed.write("classroom.yaml", text.replace('search_user: ""', "search_user: cn=hub,dc=example,dc=edu"))
     result = deployed.doit(env=deployed.env(CLASSTOOLS_LDAP_BIND_PASSWORD="bind-pw-4711"), check=True)
     assert "release:jupyterhub" in _ran(result)
@@ -219,12 +248,7 @@ def test_diagnosis_is_read_only_and_follows_the_checklist(deployed):
 
 
 def test_teardown_frees_the_static_ip(project, tmp_path):
-    project.write("classroom.yaml", """profile: gke
-images: {registry: europe-docker.pkg.dev/uni-ds/classroom}
-buckets: {charts: gs://uni-ds-charts, data: gs://uni-ds-data}
-gcp: {project: uni-ds, cluster: classroom, region: europe-west1}
-hub: {domain: hub.uni.example.edu, static_ip_name: ds-hub}
-""")
+    project.write("classroom.yaml", GKE)
     (tmp_path / "addresses.json").write_text('{"ds-hub": "203.0.113.10"}')
     env = project.env(CLASSTOOLS_GCLOUD=str(DOUBLES / "gcloud"), KUBE_DOUBLE_DIR=str(tmp_path))
     result = project.doit("clean", "cluster:ip", env=env)

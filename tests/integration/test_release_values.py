@@ -1,12 +1,17 @@
-"""Release values from the config, rendered with the real helm and checked against Kubernetes schemas.
+"""The packaged chart with the release values, rendered by real helm on the REAL z2jh 4.4.0 chart.
 
-No Kubernetes API server runs here: `helm template` and offline schema
-validation (kubernetes-validate) are the real parts that can run.  The
-JupyterHub dependency is the test stand-in (tests/integration/charts).
+No Kubernetes API server runs here: `helm template` (which checks the values
+against z2jh's own schema, which rejects unknown keys) and offline schema
+validation (kubernetes-validate) are the real parts that can run.  The chart
+is packaged the way `chart:package` packages it (tasks.chart.packaged_files),
+with the z2jh archive from ../shared/upstream; the values are exactly the two
+documents release:jupyterhub hands to `helm upgrade`
+(tasks.release.hub_release_values), secrets read from a private secrets file.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import subprocess
@@ -16,13 +21,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks import releasespec
+from tasks import chart, contract, release, releasespec
 from tasks.config import load
 
 pytestmark = pytest.mark.integration
 
 HERE = Path(__file__).parent
 REPO = HERE.parents[1]
+UPSTREAM = REPO.parent / "shared" / "upstream" / "jupyterhub-4.4.0.tgz"
+IMAGES = {"notebook": {"ref": "registry.example.edu/classroom/notebook:n1"},
+          "db": {"ref": "registry.example.edu/classroom/db:abc"}}
 LDAP = """auth:
   type: ldap
   admin_users: [dean]
@@ -31,77 +39,311 @@ LDAP = """auth:
     bind_dn_templates: ["uid={username},ou=people,dc=example,dc=edu", "uid={username},ou=staff,dc=example,dc=edu"]
     tls_strategy: before_bind
     search_user: cn=hub,dc=example,dc=edu
+    user_search_base: ou=people,dc=example,dc=edu
     allowed_groups: ["cn=ds-students,ou=groups,dc=example,dc=edu"]
 """
 TLS = {
     "none": "profile: local\n",
-    "autohttps": "hub: {domain: hub.example.edu, tls: {mode: autohttps, email: staff@example.edu, acme_server: staging}}\n",
-    "ingress": "hub: {domain: hub.example.edu, tls: {mode: ingress, email: staff@example.edu}}\n",
+    "autohttps": "hub: {domain: hub.example.edu, tls: {mode: autohttps, email: staff@example.edu, "
+                 "acme_server: staging}}\nauth: {dummy_trial: true}\n",
+    "ingress": "hub: {domain: hub.example.edu, tls: {mode: ingress, email: staff@example.edu}}\n"
+               "auth: {dummy_trial: true}\n",
 }
+COURSES = """courses:
+  - {name: ds-101, repo: "https://git.example.edu/ds101.git", instructors: [prof], students: [ann, bob]}
+  - {name: sql-201, repo: "https://git.example.edu/sql.git", instructors: [prof, ta], students: [cy]}
+"""
+SECRETS = {"CLASSTOOLS_PROXY_SECRET_TOKEN": "p" * 64, "CLASSTOOLS_HUB_COOKIE_SECRET": "c0" * 32,
+           "CLASSTOOLS_DB_ROOT_PASSWORD": "db-pw-4711", "CLASSTOOLS_LDAP_BIND_PASSWORD": "bind-pw-4711"}
 
 
-@pytest.fixture(scope="module")
-def chart(tmp_path_factory, helm_bin) -> Path:
-    root = tmp_path_factory.mktemp("chart") / "classroom"
-    shutil.copytree(REPO / "helm" / "classroom", root)
-    subprocess.run([helm_bin, "package", str(HERE / "charts" / "jupyterhub"), "-d", str(root / "charts")],
-                   check=True, capture_output=True)
+def _classroom_yaml(auth: str, tls: str) -> str:
+    if auth == "ldap" and tls != "none":
+        return LDAP + TLS[tls].replace("auth: {dummy_trial: true}\n", "")
+    return (LDAP if auth == "ldap" else "") + TLS[tls]
+
+
+@pytest.fixture
+def classroom(project, monkeypatch):
+    assert UPSTREAM.exists(), f"the real z2jh chart is missing: {UPSTREAM}"
+    shutil.copytree(REPO / "helm", project.root / "helm")
+    project.write("courses.yaml", COURSES)
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    return project
+
+
+def _package(project, config) -> Path:
+    version, files = chart.packaged_files(config, IMAGES, UPSTREAM)
+    root = project.root / "packaged" / chart.CHART_NAME
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
     return root
+
+
+def _render(helm_bin, packaged: Path, documents: list[dict], tmp: Path) -> subprocess.CompletedProcess:
+    args = [helm_bin, "template", "classroom", str(packaged), "-n", "classroom"]
+    for i, document in enumerate(documents):
+        path = tmp / f"values-{i}.json"
+        path.write_text(json.dumps(document))
+        path.chmod(0o600)
+        args += ["-f", str(path)]
+    result = subprocess.run(args, capture_output=True, text=True)
+    for i in range(len(documents)):
+        (tmp / f"values-{i}.json").unlink()
+    return result
+
+
+def _docs(text: str) -> list[dict]:
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def _one(docs, kind, name):
+    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(found) == 1, f"{kind}/{name}: {len(found)} rendered"
+    return found[0]
+
+
+def _hub_values(docs) -> dict:
+    """The values the hub reads: z2jh mounts its Secret's values.yaml at /usr/local/etc/jupyterhub/secret/."""
+    secret = _one(docs, "Secret", contract.HUB_SECRET)
+    return yaml.safe_load(base64.b64decode(secret["data"]["values.yaml"]))
 
 
 @pytest.mark.parametrize("tls", sorted(TLS))
 @pytest.mark.parametrize("auth", ["dummy", "ldap"])
-def test_rendered_release_is_valid_kubernetes(project, chart, helm_bin, tls, auth):
-    project.write("classroom.yaml", (LDAP if auth == "ldap" else "") + TLS[tls])
-    project.write("courses.yaml", """courses:
-  - {name: ds-101, repo: "https://git.example.edu/ds101.git", instructors: [prof], students: [ann, bob]}
-  - {name: sql-201, repo: "https://git.example.edu/sql.git", instructors: [prof, ta]}
-""")
-    config = load(project.config)
-    values = releasespec.release_values(config, "registry.example.edu/classroom/db:abc", "203.0.113.7")
-    values_file = project.root / "values.json"
-    values_file.write_text(json.dumps(values))
-    rendered = subprocess.run([helm_bin, "template", "classroom", str(chart), "-n", "classroom",
-                               "-f", str(values_file)], capture_output=True, text=True)
+def test_release_renders_on_the_real_z2jh_and_the_hub_gets_what_was_set(classroom, helm_bin, tmp_path, tls,
+                                                                        auth):
+    classroom.write("classroom.yaml", _classroom_yaml(auth, tls))
+    config = load(classroom.config)
+    packaged = _package(classroom, config)
+    public, secret = release.hub_release_values(config, {"address": "203.0.113.7"})
+    rendered = _render(helm_bin, packaged, [public, secret], tmp_path)
     assert rendered.returncode == 0, rendered.stderr
     check = subprocess.run([sys.executable, "-m", "kubernetes_validate", "-k", "1.30.0", "--strict", "-"],
                            input=rendered.stdout, capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
+    docs = _docs(rendered.stdout)
+    hub_values = _hub_values(docs)
+    hub_config = hub_values["hub"]["config"]
 
-    docs = [d for d in yaml.safe_load_all(rendered.stdout) if d]
-    hub = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "hub")
+    # what the release set, as the hub will read it
+    assert hub_config == {**public["jupyterhub"]["hub"]["config"],
+                          **({"LDAPAuthenticator": {**public["jupyterhub"]["hub"]["config"]["LDAPAuthenticator"],
+                                                    "lookup_dn_search_password": "bind-pw-4711"}}
+                             if auth == "ldap" else {})}
+    assert hub_config["Authenticator"]["admin_users"] == (["dean"] if auth == "ldap" else [])
+    assert hub_config["Authenticator"]["allow_existing_users"] is False
+    assert hub_config["JupyterHub"]["admin_access"] is False
+    assert hub_values["singleuser"]["memory"] == {"limit": "2G", "guarantee": "512M"}
+    if auth == "ldap":
+        ldap = hub_config["LDAPAuthenticator"]
+        assert ldap["server_port"] == 389 and ldap["tls_strategy"] == "before_bind"
+        assert (ldap["lookup_dn"], ldap["user_search_base"], ldap["user_attribute"]) == (
+            True, "ou=people,dc=example,dc=edu", "uid")
+        assert "bind-pw-4711" not in json.dumps(public), "a secret must not be a public value"
+    # what the package set survives the release values (dicts merge, no list set twice)
+    singleuser = hub_values["singleuser"]
+    # helm drops a null from the subchart's defaults: z2jh then leaves KubeSpawner.cmd at its
+    # default None (KubeSpawner 7.0.0), so the image's CMD (classroom-start ...) runs
+    assert singleuser.get("cmd") is None
+    assert singleuser["extraContainers"][0]["image"] == IMAGES["db"]["ref"]
+    assert set(singleuser["storage"]["extraVolumeMounts"]) == {"exchange", "nbgrader-config"}
+    assert set(hub_values["hub"]["loadRoles"]) >= {"server", "admin", "formgrade-ds-101", "nbgrader-sql-201"}
+    assert set(hub_values["hub"]["services"]) == {"ds-101", "sql-201"}
+
+    hub = _one(docs, "Deployment", "hub")
     assert hub["spec"]["template"]["spec"]["nodeSelector"] == {"hub-node": "true"}
-    text = rendered.stdout
-    assert "registry.example.edu/classroom/db:abc" in text
-    assert "secretKeyRef" in text and "root-password" in text
     kinds = {d["kind"] for d in docs}
     assert "ClusterIssuer" not in kinds, "release:cert-manager owns the ClusterIssuer"
     assert ("Ingress" in kinds) == (tls == "ingress")
+    proxy = _one(docs, "Service", "proxy-public")
+    assert proxy["spec"].get("loadBalancerIP") == (None if tls == "ingress" else "203.0.113.7")
     if tls == "ingress":
-        ingress = next(d for d in docs if d["kind"] == "Ingress")
+        ingress = _one(docs, "Ingress", "jupyterhub")
         issuer = releasespec.cluster_issuer(config)
         assert ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == issuer["metadata"]["name"]
-        assert issuer["spec"]["acme"]["email"] == "staff@example.edu"
-        assert "email" not in json.dumps(values["classroom"]), "the email is cert-manager's input only"
-    hub_config = values["jupyterhub"]["hub"]["config"]
-    assert hub_config["Authenticator"]["admin_users"] == (["dean", "prof", "ta"] if auth == "ldap" else ["prof", "ta"])
-    assert set(hub_config["Authenticator"]["allowed_users"]) >= {"ann", "bob", "prof", "ta"}
-    assert hub_config["JupyterHub"]["load_groups"]["formgrade-sql-201"] == {"users": ["prof", "ta"]}
-    if auth == "ldap":
-        ldap = hub_config["LDAPAuthenticator"]
-        assert ldap["bind_dn_template"][1] == "uid={username},ou=staff,dc=example,dc=edu"
-        assert ldap["tls_strategy"] == "before_bind" and "use_ssl" not in ldap
-        assert "lookup_dn_search_password" not in json.dumps(values), "a secret must not be a value"
+        assert ingress["spec"]["tls"][0]["secretName"] == contract.TLS_SECRET
+        assert "email" not in json.dumps(public["classroom"]), "the email is cert-manager's input only"
+    # the chart's Secret carries the db password, under the name the sidecar's secretKeyRef uses
+    db_secret = _one(docs, "Secret", contract.DB_SECRET)
+    assert base64.b64decode(db_secret["data"][contract.DB_PASSWORD_KEY]).decode() == "db-pw-4711"
 
 
-def test_chart_alone_still_makes_its_issuer(project, chart, helm_bin):
-    """Deployed by hand (without Class Tools' cert-manager release), the chart brings the ClusterIssuer."""
-    project.write("classroom.yaml", TLS["ingress"])
-    values = releasespec.release_values(load(project.config), "db:1")
-    values["classroom"]["tls"].update(createIssuer=True, email="staff@example.edu")
-    values_file = project.root / "values.json"
-    values_file.write_text(json.dumps(values))
-    rendered = subprocess.run([helm_bin, "template", "classroom", str(chart), "-f", str(values_file)],
-                              capture_output=True, text=True, check=True).stdout
-    issuer = next(d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "ClusterIssuer")
-    assert issuer["spec"]["acme"]["email"] == "staff@example.edu"
+def test_graders_exchange_and_config_are_wired_to_what_z2jh_makes(classroom, helm_bin, tmp_path):
+    classroom.write("classroom.yaml", "exchange: {storage: storage_class, storage_class: standard-rwx}\n")
+    config = load(classroom.config)
+    public, secret = release.hub_release_values(config)
+    rendered = _render(helm_bin, _package(classroom, config), [public, secret], tmp_path)
+    assert rendered.returncode == 0, rendered.stderr
+    docs = _docs(rendered.stdout)
+    hub_secret = _one(docs, "Secret", contract.HUB_SECRET)
+    hub_service = _one(docs, "Service", "hub")
+    for course in ("ds-101", "sql-201"):
+        host = contract.grader_host(course)
+        deployment = _one(docs, "Deployment", host)
+        pod = deployment["spec"]["template"]
+        [container] = pod["spec"]["containers"]
+        env = {e["name"]: e for e in container["env"]}
+        token = env["JUPYTERHUB_API_TOKEN"]["valueFrom"]["secretKeyRef"]
+        # the token z2jh generated for hub.services.<course> is in its hub Secret under that key
+        assert token["name"] == hub_secret["metadata"]["name"]
+        assert token["key"] in hub_secret["data"]
+        assert env["JUPYTERHUB_SERVICE_NAME"]["value"] == contract.grader_service(course)
+        assert env["JUPYTERHUB_USER"]["value"] == contract.grader_user(course)
+        assert env["CLASSROOM_GRADER_COURSE"]["value"] == course
+        assert env["JUPYTERHUB_API_URL"]["value"] == (
+            f"http://{hub_service['metadata']['name']}:{hub_service['spec']['ports'][0]['port']}/hub/api")
+        assert container["image"] == IMAGES["notebook"]["ref"]
+        assert container["args"] == ["classroom-start", "jupyterhub-singleuser"]
+        assert pod["spec"]["securityContext"]["runAsUser"] == 1000
+        # the hub's NetworkPolicy admits pods with this label
+        assert pod["metadata"]["labels"]["hub.jupyter.org/network-access-hub"] == "true"
+        mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+        assert set(mounts) == {contract.HOME_PATH, contract.EXCHANGE_ROOT, contract.NBGRADER_CONFIG_PATH}
+        service = _one(docs, "Service", host)
+        assert service["spec"]["ports"][0]["port"] == contract.GRADER_PORT
+        assert _one(docs, "PersistentVolumeClaim", host)["spec"]["accessModes"] == ["ReadWriteOnce"]
+        assert _hub_values(docs)["hub"]["services"][course]["url"] == contract.grader_url(course)
+    configmap = _one(docs, "ConfigMap", contract.NBGRADER_CONFIGMAP)
+    assert set(configmap["data"]) == {contract.NBGRADER_CONFIG_KEY}
+    global_config = configmap["data"][contract.NBGRADER_CONFIG_KEY]
+    assert f'c.Exchange.root = "{contract.EXCHANGE_ROOT}"' in global_config
+    assert "c.Exchange.path_includes_course = True" in global_config
+    assert "c.Authenticator.plugin_class = JupyterHubAuthPlugin" in global_config
+    compile(global_config, "nbgrader_config.py", "exec")
+
+
+@pytest.mark.parametrize("storage", ["nfs", "storage_class"])
+def test_exchange_root_is_given_to_uid_1000_without_privilege(classroom, helm_bin, tmp_path, storage):
+    classroom.write("classroom.yaml", f"exchange: {{storage: {storage}, storage_class: standard-rwx}}\n")
+    config = load(classroom.config)
+    rendered = _render(helm_bin, _package(classroom, config), list(release.hub_release_values(config)), tmp_path)
+    assert rendered.returncode == 0, rendered.stderr
+    docs = _docs(rendered.stdout)
+    job = _one(docs, "Job", f"{contract.EXCHANGE_PREPARE}-1")  # helm template renders revision 1
+    assert job["spec"]["ttlSecondsAfterFinished"] > 0
+    pod = job["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["command"][-1] == "chown 1000:100 /exchange && chmod 2775 /exchange"
+    security = container["securityContext"]
+    assert security["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN", "FOWNER"]}
+    assert security["privileged"] is False and security["allowPrivilegeEscalation"] is False
+    # root in group 100: chmod keeps the setgid bit only for a member of the file's group
+    assert (security["runAsUser"], security["runAsGroup"]) == (0, contract.USERS_GID)
+    assert pod["volumes"] == [{"name": "exchange", "persistentVolumeClaim": {"claimName": contract.EXCHANGE_CLAIM}}]
+    text = rendered.stdout
+    assert "0777" not in text and "chmod 777" not in text
+    claims = [d for d in docs if d["kind"] == "PersistentVolumeClaim" and d["metadata"]["name"] == contract.EXCHANGE_CLAIM]
+    assert len(claims) == 1 and claims[0]["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert any(d["kind"] == "Deployment" and d["metadata"]["name"] == contract.EXCHANGE_SERVER
+               for d in docs) == (storage == "nfs")
+
+
+def test_a_chart_not_packaged_by_the_build_engine_says_what_is_missing(classroom, helm_bin, tmp_path):
+    config = load(classroom.config)
+    packaged = _package(classroom, config)
+    values = yaml.safe_load((packaged / "values.yaml").read_text())
+    values["classroom"]["names"] = {}
+    (packaged / "values.yaml").write_text(yaml.safe_dump(values))
+    rendered = _render(helm_bin, packaged, list(release.hub_release_values(config)), tmp_path)
+    assert rendered.returncode != 0
+    assert "classroom.names." in rendered.stderr and "the build engine writes classroom.names" in rendered.stderr
+
+
+# ---- the rendered values in the hub's own code ----------------------------------------------
+
+# Runs inside a private mount namespace, where the laid-out hub files are z2jh's
+# /usr/local/etc/jupyterhub: JupyterHub 5.5 initialises from z2jh's jupyterhub_config.py
+# (database, roles, users, groups, services; no proxy, no spawn) and reports its state.
+INIT_HUB = r'''
+import asyncio, json, os, sys
+from jupyterhub import orm
+from jupyterhub.app import JupyterHub
+
+async def main():
+    app = JupyterHub()
+    await app.initialize(["--config", "/usr/local/etc/jupyterhub/jupyterhub_config.py",
+                          "--JupyterHub.db_url=sqlite:///" + os.environ["HUB_DB"]])
+    db = app.db
+    login = {}
+    for name in json.loads(os.environ["LOGINS"]):
+        login[name] = bool(await app.authenticator.get_authenticated_user(None, {"username": name, "password": "pw"}))
+    print(json.dumps({
+        "admins": sorted(u.name for u in db.query(orm.User).filter(orm.User.admin)),
+        "groups": {g.name: sorted(u.name for u in g.users) for g in db.query(orm.Group)},
+        "roles": {r.name: {"scopes": sorted(r.scopes), "groups": sorted(g.name for g in r.groups),
+                           "services": sorted(s.name for s in r.services)} for r in db.query(orm.Role)},
+        "services": sorted(app._service_map),
+        "admin_access": app.admin_access,
+        "login": login,
+    }))
+
+asyncio.run(main())
+'''
+LAUNCH = 'mount --bind "$HUB_ETC" /usr/local/etc && exec "$@"'
+
+
+def _lay_out(docs, etc: Path):
+    """ETC/jupyterhub as z2jh's hub Deployment mounts its ConfigMap and Secret."""
+    hub = etc / "jupyterhub"
+    (hub / "config").mkdir(parents=True)
+    (hub / "secret").mkdir(mode=0o700)
+    config = _one(docs, "ConfigMap", "hub")["data"]
+    for key, text in config.items():
+        (hub / "config" / key).write_text(text)
+    for key in ("jupyterhub_config.py", "z2jh.py"):
+        (hub / key).write_text(config[key])
+    for key, value in _one(docs, "Secret", contract.HUB_SECRET)["data"].items():
+        path = hub / "secret" / key
+        path.touch(mode=0o600)
+        path.write_bytes(base64.b64decode(value))
+
+
+def _initialise_hub(docs, work: Path, logins) -> dict:
+    from tests.integration.runtime.hubenv import hub_venv
+    venv = hub_venv()
+    etc = work / "etc"
+    if not etc.exists():
+        _lay_out(docs, etc)
+    (work / "init_hub.py").write_text(INIT_HUB)
+    env = {"PATH": f"{venv / 'bin'}:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(work),
+           "POD_NAMESPACE": "classroom", "HELM_RELEASE_NAME": "classroom", "CONFIGPROXY_AUTH_TOKEN": "unused",
+           "HUB_ETC": str(etc), "HUB_DB": str(work / "jupyterhub.sqlite"), "LOGINS": json.dumps(logins)}
+    for service, port in (("HUB", 8081), ("PROXY_API", 8001), ("PROXY_PUBLIC", 80)):
+        env.update({f"{service}_SERVICE_HOST": "127.0.0.1", f"{service}_SERVICE_PORT": str(port)})
+    result = subprocess.run(["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", LAUNCH, "launch",
+                             str(venv / "bin" / "python"), str(work / "init_hub.py")],
+                            cwd=work, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_the_hub_loads_the_roles_and_revokes_earlier_admins(classroom, helm_bin, tmp_path):
+    """JupyterHub's admin_users only adds admins: the admin role makes it exact, so an
+    instructor who was an admin under the old values is one no more."""
+    classroom.write("classroom.yaml", "auth: {admin_users: [dean]}\n")
+    config = load(classroom.config)
+    rendered = _render(helm_bin, _package(classroom, config), list(release.hub_release_values(config)), tmp_path)
+    assert rendered.returncode == 0, rendered.stderr
+    docs = _docs(rendered.stdout)
+    work = tmp_path / "hub"
+    work.mkdir()
+    logins = ["prof", "ann", "dean", "mallory"]
+    first = _initialise_hub(docs, work, logins)
+    assert first["admins"] == ["dean"] and first["admin_access"] is False
+    assert first["login"] == {"prof": True, "ann": True, "dean": True, "mallory": False}
+    assert first["groups"]["formgrade-ds-101"] == ["grader-ds-101", "prof"]
+    assert first["roles"]["formgrade-sql-201"] == {"scopes": ["access:services!service=sql-201"],
+                                                   "groups": ["formgrade-sql-201"], "services": []}
+    assert first["roles"]["grader-ds-101"]["services"] == ["ds-101"]
+    assert first["roles"]["server"]["scopes"] == ["inherit"]
+    assert {"ds-101", "sql-201"} <= set(first["services"])
+
+    import sqlite3
+    with sqlite3.connect(work / "jupyterhub.sqlite") as db:  # prof as an admin of the old values
+        db.execute("UPDATE users SET admin = 1 WHERE name = 'prof'")
+        db.execute("INSERT INTO user_role_map (user_id, role_id, managed_by_auth) SELECT u.id, r.id, 0 "
+                   "FROM users u, roles r WHERE u.name = 'prof' AND r.name = 'admin'")
+    assert _initialise_hub(docs, work, [])["admins"] == ["dean"]

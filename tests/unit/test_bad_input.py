@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import pytest
 
+from tasks.config import load
+from tasks.formats import ldap_port
+
 COURSE = """courses:
   - name: intro
     repo: https://github.com/example/intro.git
     instructors: [alice]
 """
 
-GKE = """profile: gke
+GKE_WITHOUT_AUTH = """profile: gke
 images:
   registry: europe-docker.pkg.dev/uni-ds/classroom
 buckets: {charts: gs://uni-ds-charts, data: gs://uni-ds-data}
@@ -23,6 +26,13 @@ gcp: {project: uni-ds, cluster: classroom}
 hub:
   domain: hub.uni.example.edu
 """
+LDAP = """auth:
+  type: ldap
+  ldap:
+    server: ldap.uni.example.edu
+    bind_dn_templates: ['uid={username},ou=people,dc=uni,dc=example,dc=edu']
+"""
+GKE = LDAP + GKE_WITHOUT_AUTH  # a complete public deployment: LDAP login
 CLASSROOM_KEYS = ("profile, release, images, build, buckets, chart, cluster, gcp, hub, auth, exchange, "
                   "culling, resources, local, state")
 DNS_LABEL = ("a DNS-1123 label (lowercase letters, digits and '-', starting and ending with a "
@@ -32,6 +42,16 @@ GIT_URL = ("a git URL (https://HOST/PATH, ssh://HOST/PATH, git://HOST/PATH, file
            "USER@HOST:PATH)")
 HOSTNAME = "a fully qualified lowercase host name such as hub.example.edu"
 EMAIL = "an email address such as staff@example.edu"
+MEMORY = ("a memory size JupyterHub reads: a number above 0 with K, M, G or T (powers of 1024) such "
+          "as 512M or 2G, or a whole number of bytes")
+KUBERNETES_UNITS = "(JupyterHub's K, M, G, T are Kubernetes' Ki, Mi, Gi, Ti)"
+
+
+def dummy_refused(line, public):
+    where = f"config/classroom.yaml:{line}" if line else "config/classroom.yaml"
+    return (f"{where}: auth.type: found 'dummy' (text); expected ldap on a public deployment "
+            f"({public}): dummy login lets any password in; set auth.dummy_trial: true only for a "
+            "throwaway trial")
 
 CASES = [
     ("profile-typo", {"classroom.yaml": "profile: gk\n"}, [
@@ -73,10 +93,40 @@ CASES = [
     ("cpu-guarantee-over-limit", {"classroom.yaml": "resources:\n  cpu_guarantee: 4\n  cpu_limit: 2\n"}, [
         "config/classroom.yaml:2: resources.cpu_guarantee: found 4 (an integer); expected at most "
         "resources.cpu_limit (2)"]),
-    ("memory-not-quantity", {"classroom.yaml": "resources:\n  memory_limit: 2GB\n"}, [
-        "config/classroom.yaml:2: resources.memory_limit: found '2GB' (text); expected a Kubernetes "
-        "quantity such as 512Mi, 2Gi or 10G"]),
+    ("memory-gigabytes", {"classroom.yaml": "resources:\n  memory_limit: 2GB\n"}, [
+        f"config/classroom.yaml:2: resources.memory_limit: found '2GB' (text); expected {MEMORY}; "
+        f"write '2G' instead {KUBERNETES_UNITS}"]),
+    # JupyterHub's ByteSpecification fails every spawn on Kubernetes' binary suffixes
+    ("memory-kubernetes-gi", {"classroom.yaml": "resources:\n  memory_limit: 2Gi\n"}, [
+        f"config/classroom.yaml:2: resources.memory_limit: found '2Gi' (text); expected {MEMORY}; "
+        f"write '2G' instead {KUBERNETES_UNITS}"]),
+    ("memory-kubernetes-mi-and-milli", {"classroom.yaml": "resources:\n  memory_guarantee: 512Mi\n"
+                                                          "  memory_limit: 1.5m\n"}, [
+        f"config/classroom.yaml:2: resources.memory_guarantee: found '512Mi' (text); expected {MEMORY}; "
+        f"write '512M' instead {KUBERNETES_UNITS}",
+        f"config/classroom.yaml:3: resources.memory_limit: found '1.5m' (text); expected {MEMORY}; "
+        f"write '1.5M' instead {KUBERNETES_UNITS}"]),
+    ("memory-zero", {"classroom.yaml": "resources:\n  memory_guarantee: 0M\n  memory_limit: 0\n"}, [
+        f"config/classroom.yaml:2: resources.memory_guarantee: found '0M' (text); expected {MEMORY}",
+        f"config/classroom.yaml:3: resources.memory_limit: found 0 (an integer); expected {MEMORY}"]),
+    ("memory-fraction-of-a-byte", {"classroom.yaml": "resources:\n  memory_limit: 1.5\n"}, [
+        f"config/classroom.yaml:2: resources.memory_limit: found 1.5 (a number); expected {MEMORY}"]),
+    ("memory-guarantee-over-limit", {"classroom.yaml": "resources:\n  memory_guarantee: 2049M\n"
+                                                       "  memory_limit: 2G\n"}, [
+        "config/classroom.yaml:2: resources.memory_guarantee: found '2049M' (text); expected at most "
+        "resources.memory_limit (2G)"]),
+    ("memory-guarantee-over-limit-in-bytes", {"classroom.yaml": "resources:\n  memory_guarantee: 3G\n"
+                                                                "  memory_limit: 3221225471\n"}, [
+        "config/classroom.yaml:2: resources.memory_guarantee: found '3G' (text); expected at most "
+        "resources.memory_limit (3221225471)"]),
+    # JupyterHub's cpu_limit/cpu_guarantee are Float traits: no Kubernetes millicores
+    ("cpu-millicores", {"classroom.yaml": "resources:\n  cpu_guarantee: 250m\n  cpu_limit: 2000m\n"}, [
+        "config/classroom.yaml:2: resources.cpu_guarantee: found '250m' (text); expected a number >= 0; "
+        "write 0.25 instead (JupyterHub counts CPUs, not Kubernetes millicores)",
+        "config/classroom.yaml:3: resources.cpu_limit: found '2000m' (text); expected a number >= 0; "
+        "write 2 instead (JupyterHub counts CPUs, not Kubernetes millicores)"]),
     ("autohttps-needs-email-and-domain", {"classroom.yaml": "hub:\n  tls:\n    mode: autohttps\n"}, [
+        dummy_refused(None, "hub.tls.mode: autohttps"),
         f"config/classroom.yaml:1: hub.domain: found an empty string; expected {HOSTNAME} "
         "(required by hub.tls.mode: autohttps)",
         f"config/classroom.yaml:2: hub.tls.email: found an empty string; expected {EMAIL} "
@@ -84,8 +134,21 @@ CASES = [
     ("tls-email-bad", {"classroom.yaml": "hub:\n  tls:\n    email: webmaster\n"}, [
         f"config/classroom.yaml:3: hub.tls.email: found 'webmaster' (text); expected {EMAIL}"]),
     ("gke-complete-is-fine-but-tls-mode", {"classroom.yaml": GKE + "  tls: {mode: ingress}\n"}, [
-        f"config/classroom.yaml:8: hub.tls.email: found an empty string; expected {EMAIL} "
+        f"config/classroom.yaml:13: hub.tls.email: found an empty string; expected {EMAIL} "
         "(required by hub.tls.mode: ingress)"]),
+    # dummy login on a deployment reachable from the internet: any password is an instructor
+    ("gke-dummy-login", {"classroom.yaml": GKE_WITHOUT_AUTH}, [dummy_refused(None, "profile: gke")]),
+    ("gke-dummy-login-written-out", {"classroom.yaml": "auth:\n  type: dummy\n  dummy_trial: false\n"
+                                                       + GKE_WITHOUT_AUTH}, [
+        dummy_refused(2, "profile: gke")]),
+    ("gke-tls-dummy-login", {"classroom.yaml": GKE_WITHOUT_AUTH + "  tls: {mode: ingress, email: "
+                                               "staff@example.edu}\n"}, [
+        dummy_refused(None, "profile: gke and hub.tls.mode: ingress")]),
+    ("local-tls-dummy-login", {"classroom.yaml": "hub:\n  domain: hub.example.edu\n  tls:\n"
+                                                 "    mode: ingress\n    email: staff@example.edu\n"}, [
+        dummy_refused(None, "hub.tls.mode: ingress")]),
+    ("dummy-trial-maybe", {"classroom.yaml": "auth:\n  dummy_trial: maybe\n"}, [
+        "config/classroom.yaml:2: auth.dummy_trial: found 'maybe' (text); expected true or false"]),
     ("gke-needs-cloud", {"classroom.yaml": "profile: gke\n"}, [
         "config/classroom.yaml: buckets.charts: found 'file://.classroom/buckets/charts' (text); "
         "expected a gs://BUCKET-NAME URL (profile: gke has no bucket on disk)",
@@ -102,10 +165,11 @@ CASES = [
         "prefix naming its registry host, such as localhost:5000/classroom or "
         "us-central1-docker.pkg.dev/PROJECT/REPOSITORY (or \"\" to keep images in the local Docker "
         "Engine) (required by profile: gke, whose cluster pulls from it)",
+        dummy_refused(None, "profile: gke"),
     ]),
     ("gke-local-registry", {"classroom.yaml": GKE.replace("europe-docker.pkg.dev/uni-ds/classroom",
                                                          "localhost:5000/c")}, [
-        "config/classroom.yaml:3: images.registry: found 'localhost:5000/c' (text); expected a "
+        "config/classroom.yaml:8: images.registry: found 'localhost:5000/c' (text); expected a "
         "registry the cluster can reach, not a local one (profile: gke)"]),
     ("ldap-needs-server", {"classroom.yaml": "auth:\n  type: ldap\n  ldap:\n    bind_dn_templates: "
                            "['uid={username},dc=x']\n"}, [
@@ -118,7 +182,46 @@ CASES = [
         "uid={username},ou=people,dc=example,dc=edu"]),
     ("ldap-use-ssl-is-gone", {"classroom.yaml": "auth:\n  ldap:\n    use_ssl: true\n"}, [
         "config/classroom.yaml:3: auth.ldap.use_ssl: found unknown key 'use_ssl'; expected one of: "
-        "server, port, bind_dn_templates, tls_strategy, search_user, allowed_groups"]),
+        "server, port, bind_dn_templates, tls_strategy, search_user, user_search_base, user_attribute, "
+        "lookup_dn_user_dn_attribute, allowed_groups"]),
+    # each TLS strategy on the other's well-known port cannot connect
+    ("ldap-starttls-on-636", {"classroom.yaml": LDAP + "    port: 636\n    tls_strategy: before_bind\n"}, [
+        "config/classroom.yaml:6: auth.ldap.port: found 636 (an integer); expected 389 or 0 (= by "
+        "tls_strategy) with auth.ldap.tls_strategy: before_bind (StartTLS starts in plain LDAP; 636 "
+        "expects TLS from the first byte)"]),
+    ("ldap-ldaps-on-389", {"classroom.yaml": LDAP + "    port: '389'\n    tls_strategy: on_connect\n"}, [
+        "config/classroom.yaml:6: auth.ldap.port: found 389 (an integer); expected 636 or 0 (= by "
+        "tls_strategy) with auth.ldap.tls_strategy: on_connect (LDAPS speaks TLS from the first byte; "
+        "389 expects plain LDAP)"]),
+    ("ldap-insecure-on-636", {"classroom.yaml": LDAP + "    port: 636\n    tls_strategy: insecure\n"}, [
+        "config/classroom.yaml:6: auth.ldap.port: found 636 (an integer); expected 389 or 0 (= by "
+        "tls_strategy) with auth.ldap.tls_strategy: insecure (plain LDAP; 636 expects TLS from the "
+        "first byte)"]),
+    ("ldap-port-negative", {"classroom.yaml": "auth:\n  ldap:\n    port: -1\n"}, [
+        "config/classroom.yaml:3: auth.ldap.port: found -1 (an integer); expected an integer >= 0 and "
+        "<= 65535"]),
+    # a search user turns on lookup_dn, which searches user_search_base for user_attribute=LOGIN
+    ("ldap-search-user-needs-base", {"classroom.yaml": LDAP + "    search_user: cn=reader,dc=uni\n"}, [
+        "config/classroom.yaml:3: auth.ldap.user_search_base: found an empty string; expected an LDAP DN "
+        "such as ou=people,dc=example,dc=edu (required by auth.ldap.search_user: each login is looked "
+        "up under this base)"]),
+    ("ldap-search-user-needs-base-and-attribute", {"classroom.yaml": LDAP + "    search_user: cn=reader\n"
+                                                                           "    user_attribute: ''\n"}, [
+        "config/classroom.yaml:3: auth.ldap.user_search_base: found an empty string; expected an LDAP DN "
+        "such as ou=people,dc=example,dc=edu (required by auth.ldap.search_user: each login is looked "
+        "up under this base)",
+        "config/classroom.yaml:7: auth.ldap.user_attribute: found an empty string; expected an LDAP "
+        "attribute name such as uid or sAMAccountName (required by auth.ldap.search_user: the login is "
+        "matched against this attribute)"]),
+    ("ldap-search-keys-malformed", {"classroom.yaml": "auth:\n  ldap:\n    user_search_base: people\n"
+                                                      "    user_attribute: user id\n"
+                                                      "    lookup_dn_user_dn_attribute: '{username}'\n"}, [
+        "config/classroom.yaml:3: auth.ldap.user_search_base: found 'people' (text); expected an LDAP DN "
+        "such as ou=people,dc=example,dc=edu",
+        "config/classroom.yaml:4: auth.ldap.user_attribute: found 'user id' (text); expected an LDAP "
+        "attribute name such as uid or sAMAccountName",
+        "config/classroom.yaml:5: auth.ldap.lookup_dn_user_dn_attribute: found '{username}' (text); "
+        "expected an LDAP attribute name such as uid or sAMAccountName"]),
     ("exchange-class-missing", {"classroom.yaml": "exchange:\n  storage: storage_class\n"}, [
         f"config/classroom.yaml:1: exchange.storage_class: found an empty string; expected {DNS_LABEL} "
         "(required by exchange.storage: storage_class)"]),
@@ -199,6 +302,60 @@ def test_bad_input_is_refused_with_exact_lines(project, files, expected):
     assert result.stdout == ""
     assert not project.dep_file.exists(), "a refused config must not create doit state"
     assert not project.secrets_file.exists()
+
+
+# What the refusals above must not catch: JupyterHub's own units, ports by strategy, a search
+# user with what its lookup needs, and a public trial that says it is one.
+ACCEPTED = [
+    ("memory-jupyterhub-units", "resources:\n  memory_guarantee: 512M\n  memory_limit: 2G\n",
+     {"classroom.resources.memory_guarantee": "512M", "classroom.resources.memory_limit": "2G"}),
+    ("memory-fractions-and-bytes", "resources:\n  memory_guarantee: 1.5G\n  memory_limit: '1610612736'\n",
+     {"classroom.resources.memory_guarantee": "1.5G", "classroom.resources.memory_limit": 1610612736}),
+    ("memory-defaults", "resources: {}\n",
+     {"classroom.resources.memory_guarantee": "512M", "classroom.resources.memory_limit": "2G"}),
+    ("cpu-numbers", "resources:\n  cpu_guarantee: '0.5'\n  cpu_limit: 1\n",
+     {"classroom.resources.cpu_guarantee": 0.5, "classroom.resources.cpu_limit": 1}),
+    ("ldap-port-by-strategy-ldaps", LDAP, {"classroom.auth.ldap.port": 0, "ldap_port": 636}),
+    ("ldap-port-by-strategy-starttls", LDAP + "    tls_strategy: before_bind\n",
+     {"classroom.auth.ldap.port": 0, "ldap_port": 389}),
+    ("ldap-port-by-strategy-insecure", LDAP + "    tls_strategy: insecure\n", {"ldap_port": 389}),
+    ("ldap-own-port", LDAP + "    port: 3269\n    tls_strategy: on_connect\n", {"ldap_port": 3269}),
+    ("ldap-starttls-on-389", LDAP + "    port: 389\n    tls_strategy: before_bind\n", {"ldap_port": 389}),
+    ("ldap-wrong-port-but-dummy-login", "auth:\n  ldap:\n    port: 389\n", {"classroom.auth.ldap.port": 389}),
+    ("ldap-search-user-with-base", LDAP.replace("    bind_dn_templates: ['uid={username},ou=people,dc=uni,"
+                                                "dc=example,dc=edu']\n", "")
+     + "    search_user: cn=reader,dc=uni\n    user_search_base: ou=people,dc=uni\n",
+     {"classroom.auth.ldap.user_attribute": "uid", "classroom.auth.ldap.lookup_dn_user_dn_attribute": "",
+      "classroom.auth.ldap.bind_dn_templates": []}),
+    ("ldap-search-user-active-directory", LDAP + "    search_user: cn=reader,dc=uni\n"
+     "    user_search_base: ou=people,dc=uni\n    user_attribute: sAMAccountName\n"
+     "    lookup_dn_user_dn_attribute: cn\n",
+     {"classroom.auth.ldap.user_attribute": "sAMAccountName",
+      "classroom.auth.ldap.lookup_dn_user_dn_attribute": "cn"}),
+    ("gke-dummy-trial", "auth:\n  dummy_trial: true\n" + GKE_WITHOUT_AUTH + "  tls: {mode: autohttps, "
+     "email: staff@example.edu}\n", {"classroom.auth.type": "dummy", "classroom.auth.dummy_trial": True}),
+    ("local-dummy-login", "auth:\n  type: dummy\n", {"classroom.auth.dummy_trial": False}),
+    ("chart-defaults", "chart: {}\nimages: {}\n",
+     {"classroom.chart.jupyterhub_version": "4.4.0",
+      "classroom.images.hub_base_image": "quay.io/jupyterhub/k8s-hub:4.4.0"}),
+]
+
+
+@pytest.mark.parametrize("text,expected", [c[1:] for c in ACCEPTED], ids=[c[0] for c in ACCEPTED])
+def test_good_input_is_accepted_as_normalized_values(project, text, expected):
+    project.write("classroom.yaml", text)
+
+    config = load(project.config)  # what dodo.py loads; raises ConfigError on any refusal
+
+    ldap = config.classroom["auth"]["ldap"]
+    seen = {key: (ldap_port(ldap["port"], ldap["tls_strategy"]) if key == "ldap_port" else config.value(key))
+            for key in expected}
+    assert seen == expected
+
+
+def test_committed_config_is_accepted_by_doit(project):
+    result = project.doit("list")
+    assert result.returncode == 0, result.stderr
 
 
 def test_all_problems_of_all_files_at_once(project):

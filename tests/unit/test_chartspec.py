@@ -1,14 +1,16 @@
-"""Pure parts of the chart stage: versions, archives, index merging."""
+"""Pure parts of the chart stage: packaged values, the chart-release contract, versions, archives, index merging."""
 
 from __future__ import annotations
 
+import copy
 import io
 import tarfile
+from pathlib import Path
 
 import pytest
 import yaml
 
-from tasks import chartspec
+from tasks import chartspec, contract, releasespec
 from tasks.chart_repo import ChartRepoError, DirectoryRepository, merge_index
 
 SOURCES = {
@@ -19,10 +21,11 @@ SOURCES = {
     "templates/a.yaml": b"kind: ConfigMap\n",
 }
 IMAGES = {"notebook": {"ref": "127.0.0.1:5000/c/notebook:abc"}, "db": {"ref": "127.0.0.1:5000/c/db:def"}}
+VALUES = {"jupyterhub": {"singleuser": {"image": {"name": "127.0.0.1:5000/c/notebook", "tag": "abc"}}}}
 
 
 def _version(**changes):
-    inputs = dict(sources=SOURCES, values=chartspec.image_values(IMAGES), dep="4.2.0", digest="d" * 64)
+    inputs = dict(sources=SOURCES, values=VALUES, dep="4.4.0", digest="d" * 64)
     inputs.update(changes)
     return chartspec.chart_version("0.1.0", inputs["sources"], inputs["values"], inputs["dep"], inputs["digest"])
 
@@ -32,24 +35,24 @@ def test_version_is_semver_and_moves_with_each_input():
     assert version == _version()
     assert version.startswith("0.1.0-c") and len(version) == len("0.1.0-c") + 12
     assert _version(digest="e" * 64) != version
-    assert _version(dep="4.2.1") != version
+    assert _version(dep="4.4.1") != version
     assert _version(values={}) != version
     assert _version(sources={**SOURCES, "templates/a.yaml": b"kind: Secret\n"}) != version
 
 
 def test_files_carry_version_dependency_and_image_refs():
-    files = chartspec.chart_files(SOURCES, "0.1.0-cabc", "4.2.0", chartspec.image_values(IMAGES),
-                                  ("jupyterhub-4.2.0.tgz", b"tgz"))
+    values = {**VALUES, "classroom": {"names": {"dbSecret": "classroom-db"}}}
+    files = chartspec.chart_files(SOURCES, "0.1.0-cabc", "4.4.0", values, ("jupyterhub-4.4.0.tgz", b"tgz"))
     chart = yaml.safe_load(files["Chart.yaml"])
-    assert chart["version"] == "0.1.0-cabc" and chart["dependencies"][0]["version"] == "4.2.0"
+    assert chart["version"] == "0.1.0-cabc" and chart["dependencies"][0]["version"] == "4.4.0"
     values = yaml.safe_load(files["values.yaml"])
     assert values["jupyterhub"]["singleuser"]["image"] == {"name": "127.0.0.1:5000/c/notebook", "tag": "abc"}
-    assert values["classroom"] == {"exchange": {"size": "1Gi"}, "images": {"db": "127.0.0.1:5000/c/db:def"}}
-    assert files["charts/jupyterhub-4.2.0.tgz"] == b"tgz"
+    assert values["classroom"] == {"exchange": {"size": "1Gi"}, "names": {"dbSecret": "classroom-db"}}
+    assert files["charts/jupyterhub-4.4.0.tgz"] == b"tgz"
 
 
 def test_archive_is_byte_identical_and_readable():
-    files = chartspec.chart_files(SOURCES, "0.1.0-cabc", "4.2.0", {}, ("jupyterhub-4.2.0.tgz", b"x"))
+    files = chartspec.chart_files(SOURCES, "0.1.0-cabc", "4.4.0", {}, ("jupyterhub-4.4.0.tgz", b"x"))
     first = chartspec.archive(dict(reversed(list(files.items()))), "classroom")
     assert first == chartspec.archive(files, "classroom")
     with tarfile.open(fileobj=io.BytesIO(first), mode="r:gz") as tar:
@@ -96,3 +99,165 @@ def test_values_keep_logins_that_go_yaml_would_read_as_booleans():
     text = chartspec.dump_values({"classroom": {"courses": [{"name": "c", "instructors": ["n", "y", "on", "ann"]}]}})
     assert b"- 'n'" in text and b"- 'y'" in text and b"- 'on'" in text and b"- ann" in text
     assert yaml.safe_load(text)["classroom"]["courses"][0]["instructors"] == ["n", "y", "on", "ann"]
+
+
+# ---- packaged values: what the classroom is -------------------------------------------------
+
+COURSES = [{"name": "ds-101", "title": "Data science", "instructors": ["prof"], "students": ["ann"]},
+           {"name": "sql-201", "title": "", "instructors": ["prof", "ta"], "students": []}]
+
+
+def _config(storage="storage_class"):
+    from tasks.config import Config
+    classroom = {"exchange": {"storage": storage, "storage_class": "standard-rwx", "size": "20Gi"}}
+    return Config(directory=Path("/nonexistent/config"), classroom=classroom, courses=copy.deepcopy(COURSES),
+                  datasets=[])
+
+
+def _packaged():
+    return chartspec.packaged_values(_config(), IMAGES)
+
+
+def test_packaged_classroom_part_names_every_object_from_the_contract():
+    classroom = _packaged()["classroom"]
+    assert classroom["names"] == contract.chart_names(["ds-101", "sql-201"])
+    assert classroom["names"]["graders"]["ds-101"] == {
+        "service": "ds-101", "user": "grader-ds-101", "host": "grader-ds-101",
+        "formgradeGroup": "formgrade-ds-101", "nbgraderGroup": "nbgrader-ds-101"}
+    assert classroom["exchange"] == {"storage": "storage_class", "storageClass": "standard-rwx", "size": "20Gi"}
+    assert classroom["courses"] == [{"name": "ds-101", "title": "Data science", "instructors": ["prof"]},
+                                    {"name": "sql-201", "title": "", "instructors": ["prof", "ta"]}]
+
+
+def test_contract_names():
+    names = contract.chart_names(["c"])
+    assert (names["exchangeClaim"], names["dbSecret"], names["dbPasswordKey"], names["nbgraderConfigMap"]) == (
+        "classroom-exchange", "classroom-db", "root-password", "classroom-nbgrader")
+    assert (names["exchangeRoot"], names["nbgraderConfigPath"]) == (
+        "/srv/nbgrader/exchange", "/etc/jupyter/nbgrader_config.py")
+    assert (contract.grader_service("c"), contract.grader_user("c"), contract.grader_host("c")) == (
+        "c", "grader-c", "grader-c")
+    assert contract.grader_url("c") == "http://grader-c:8888"
+    assert (contract.formgrade_group("c"), contract.nbgrader_group("c")) == ("formgrade-c", "nbgrader-c")
+    assert contract.issuer_name("ns") == "ns-letsencrypt"
+
+
+def test_student_servers_keep_the_image_command_and_a_home_volume_named_home():
+    singleuser = _packaged()["jupyterhub"]["singleuser"]
+    assert singleuser["image"] == {"name": "127.0.0.1:5000/c/notebook", "tag": "abc"}
+    assert "cmd" in singleuser and singleuser["cmd"] is None  # z2jh: null keeps the image's CMD
+    assert singleuser["storage"]["dynamic"] == {"volumeNameTemplate": "home"}
+
+
+def _strings(node):
+    if isinstance(node, dict):
+        node = list(node.values())
+    if isinstance(node, list):
+        return [s for item in node for s in _strings(item)]
+    return [node] if isinstance(node, str) else []
+
+
+def test_db_sidecar_listens_on_loopback_as_999_with_its_data_in_the_home():
+    singleuser = _packaged()["jupyterhub"]["singleuser"]
+    [db] = singleuser["extraContainers"]
+    assert db == {
+        "name": "db",
+        "image": "127.0.0.1:5000/c/db:def",
+        "args": ["--bind-address=127.0.0.1"],
+        "env": [{"name": "MYSQL_ROOT_PASSWORD",
+                 "valueFrom": {"secretKeyRef": {"name": "classroom-db", "key": "root-password"}}}],
+        "securityContext": {"runAsUser": 999, "runAsGroup": 999, "runAsNonRoot": True,
+                            "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [{"name": "home", "mountPath": "/var/lib/mysql", "subPath": ".classroom-db"}],
+        "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+        "readinessProbe": {"exec": {"command": ["mariadb-admin", "ping", "--silent"]},
+                           "periodSeconds": 5, "failureThreshold": 3},
+    }
+    [prepare] = singleuser["initContainers"]
+    assert prepare == {
+        "name": "prepare-db-dir",
+        "image": "127.0.0.1:5000/c/notebook:abc",
+        "command": ["sh", "-c", "mkdir -p /home/jovyan/.classroom-db && chmod 2770 /home/jovyan/.classroom-db"],
+        "securityContext": {"runAsUser": 1000, "runAsGroup": 100, "runAsNonRoot": True,
+                            "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [{"name": "home", "mountPath": "/home/jovyan"}],
+    }
+    # KubeSpawner formats init containers with str.format: a brace would break every spawn
+    assert not [s for s in _strings(singleuser) if "{" in s or "}" in s]
+
+
+def test_notebook_gets_db_env_with_the_password_from_the_secret():
+    env = _packaged()["jupyterhub"]["singleuser"]["extraEnv"]
+    assert env == {"DB_HOST": "127.0.0.1", "DB_PORT": "3306", "DB_USER": "root",
+                   "DB_PASSWORD": {"valueFrom": {"secretKeyRef": {"name": "classroom-db", "key": "root-password"}}}}
+    # KubeSpawner leaves out environment values that are not strings or dicts
+    assert all(isinstance(v, (str, dict)) for v in env.values())
+
+
+def test_exchange_and_nbgrader_config_are_mounted_as_dicts():
+    storage = _packaged()["jupyterhub"]["singleuser"]["storage"]
+    assert storage["extraVolumes"] == {
+        "exchange": {"name": "exchange", "persistentVolumeClaim": {"claimName": "classroom-exchange"}},
+        "nbgrader-config": {"name": "nbgrader-config", "configMap": {"name": "classroom-nbgrader"}}}
+    assert storage["extraVolumeMounts"] == {
+        "exchange": {"name": "exchange", "mountPath": "/srv/nbgrader/exchange"},
+        "nbgrader-config": {"name": "nbgrader-config", "mountPath": "/etc/jupyter/nbgrader_config.py",
+                            "subPath": "nbgrader_config.py", "readOnly": True}}
+
+
+def test_each_course_has_a_grader_service_and_nbgrader_roles():
+    hub = _packaged()["jupyterhub"]["hub"]
+    assert hub["services"] == {
+        "ds-101": {"url": "http://grader-ds-101:8888", "display": False, "oauth_no_confirm": True},
+        "sql-201": {"url": "http://grader-sql-201:8888", "display": False, "oauth_no_confirm": True}}
+    roles = hub["loadRoles"]
+    assert roles["server"]["scopes"] == ["inherit"]
+    assert {k: v for k, v in roles["formgrade-ds-101"].items() if k != "description"} == {
+        "groups": ["formgrade-ds-101"], "scopes": ["access:services!service=ds-101"]}
+    assert {k: v for k, v in roles["nbgrader-sql-201"].items() if k != "description"} == {
+        "groups": ["nbgrader-sql-201"], "scopes": ["list:services", "read:services!service=sql-201"]}
+    assert {k: v for k, v in roles["grader-ds-101"].items() if k != "description"} == {
+        "services": ["ds-101"],
+        "scopes": ["read:users:groups!user=grader-ds-101", "read:users:name!user=grader-ds-101"]}
+    assert set(roles) == {"server", "formgrade-ds-101", "nbgrader-ds-101", "grader-ds-101",
+                          "formgrade-sql-201", "nbgrader-sql-201", "grader-sql-201"}
+
+
+def _paths(values, prefix=()):
+    for key, value in values.items():
+        if isinstance(value, dict):
+            yield from _paths(value, prefix + (key,))
+        else:
+            yield prefix + (key,), value
+
+
+def test_no_list_is_set_by_both_the_package_and_the_release(project):
+    """helm replaces lists: a list set in both places would silently lose the packaged one."""
+    from tasks.config import load
+    packaged = {path for path, value in _paths(_packaged()) if isinstance(value, list)}
+    variants = ["profile: local\n", """hub: {domain: h.example.edu, tls: {mode: ingress, email: a@example.edu}}
+auth:
+  type: ldap
+  admin_users: [dean]
+  ldap: {server: ldap.example.edu, search_user: "cn=hub,dc=example,dc=edu",
+         user_search_base: "ou=people,dc=example,dc=edu", allowed_groups: ["cn=g,dc=example,dc=edu"]}
+"""]
+    for text in variants:
+        project.write("classroom.yaml", text)
+        released = {path for path, _ in _paths(releasespec.release_values(load(project.config), "203.0.113.7"))}
+        assert released
+        assert not {p for p in packaged if any(r[:len(p)] == p or p[:len(r)] == r for r in released)}
+
+
+def test_the_chart_names_its_objects_only_from_the_contract():
+    """Every name a template asks for is one chart_names writes, and every name written is used."""
+    import re
+    templates = "\n".join(p.read_text() for p in (Path(__file__).parents[2] / "helm" / "classroom" / "templates").glob("*"))
+    asked = set(re.findall(r'"classroom\.objectName" \(list [$.\w]+ "(\w+)"\)', templates))
+    grader_keys = set(re.findall(r'"classroom\.grader" \(list [$.\w]+ [$.\w]+ "(\w+)"\)', templates))
+    names = contract.chart_names(["c"])
+    assert asked == set(names) - {"graders"}
+    assert grader_keys == set(names["graders"]["c"])
+    # and no object is named by a literal
+    object_names = re.findall(r"^metadata:\n  name: (.+)$", templates, re.M)
+    assert object_names and all(name.startswith("{{") for name in object_names), object_names

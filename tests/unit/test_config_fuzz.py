@@ -19,7 +19,10 @@ ORIGINAL = {name: yaml.safe_load((REPO / "config" / name).read_text()) for name 
 scalars = (st.none() | st.booleans() | st.integers(min_value=-10**12, max_value=10**12)
            | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=30)
            | st.sampled_from(["", "gke", "ldap", "a" * 70, "gs://", "file://", "{username}", "2Gi",
-                              "https://x.org/r.git", "localhost:5000/x", "../../etc/passwd"]))
+                              "https://x.org/r.git", "localhost:5000/x", "../../etc/passwd",
+                              # values the cross-key rules read: units, LDAP ports and strategies
+                              "2G", "0M", "500m", "1.5G", 389, 636, "before_bind", "insecure",
+                              "ingress", "dummy", "cn=reader,dc=x", "ou=people,dc=x", "uid"]))
 values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
                       | st.dictionaries(st.text(max_size=10), inner, max_size=3), max_leaves=10)
 

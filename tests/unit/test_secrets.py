@@ -55,7 +55,8 @@ def test_environment_wins_and_is_not_written(project):
 def test_ldap_bind_password_is_never_generated(project):
     project.write("classroom.yaml", "auth:\n  type: ldap\n  ldap:\n    server: ldap.example.edu\n"
                   "    bind_dn_templates: ['uid={username},dc=example,dc=edu']\n"
-                  "    search_user: cn=hub,dc=example,dc=edu\n")
+                  "    search_user: cn=hub,dc=example,dc=edu\n"
+                  "    user_search_base: ou=people,dc=example,dc=edu\n")
     result = project.doit("secrets")
     assert result.returncode != 0
     assert "CLASSTOOLS_LDAP_BIND_PASSWORD" in result.stdout

@@ -77,6 +77,48 @@ def test_admin_users_edit_touches_only_admin_users(project):
     assert [k for k in keys if before[k] != after[k]] == ["classroom.auth.admin_users"]
 
 
+NEW_KEYS_AT_DEFAULTS = """\
+auth:
+  dummy_trial: false
+  ldap:
+    port: 0
+    user_search_base: ""
+    user_attribute: uid
+    lookup_dn_user_dn_attribute: ""
+resources:
+  memory_guarantee: 512M
+  memory_limit: 2G
+"""
+
+
+def test_keys_written_at_their_defaults_change_no_digest(project):
+    """A config that leaves the new keys out reads exactly like one that writes their defaults."""
+    keys = ("classroom", "classroom.auth", "classroom.resources")
+    project.write("classroom.yaml", "auth: {}\n")
+    before = _digests(project, *keys)
+    project.write("classroom.yaml", NEW_KEYS_AT_DEFAULTS)
+    assert _digests(project, *keys) == before
+
+
+def test_memory_in_bytes_reads_the_same_quoted_or_not(project):
+    # JupyterHub takes an integer as bytes but fails on the same digits as text:
+    # both spellings become the integer, so quoting changes neither the value nor a digest.
+    project.write("classroom.yaml", "resources:\n  memory_limit: 2147483648\n")
+    before = _digests(project, "classroom.resources.memory_limit")
+    assert load(project.config).value("classroom.resources.memory_limit") == 2147483648
+    project.write("classroom.yaml", "resources:\n  memory_limit: '2147483648'\n")
+    assert _digests(project, "classroom.resources.memory_limit") == before
+
+
+def test_memory_edit_touches_only_resources(project):
+    keys = ("classroom.resources", "classroom.auth", "classroom.images", "classroom.chart", "courses")
+    before = _digests(project, *keys)
+    text = (project.config / "classroom.yaml").read_text()
+    project.write("classroom.yaml", text.replace("memory_limit: 2G", "memory_limit: 3G"))
+    after = _digests(project, *keys)
+    assert [k for k in keys if before[k] != after[k]] == ["classroom.resources"]
+
+
 DODO = textwrap.dedent('''
     import os
     from tasks.config import load

@@ -1,10 +1,28 @@
 {{/*
-Names. This chart's objects are named after the release (at most 53
-characters, helm's own limit), so the release stage can name them too:
-  <release>-exchange   the exchange PVC (ReadWriteMany)
-  <release>-db         the db sidecar's Secret (key root-password)
-  <release>-nbgrader   the nbgrader ConfigMap
+Names. Every object of this chart is named from .Values.classroom.names,
+which the build engine writes when it packages the chart (tasks/contract.py,
+the one definition shared with the release stage). Like z2jh, the chart
+does not put the release name into names: one classroom per namespace.
+
+  include "classroom.objectName" (list $ "exchangeClaim")
 */}}
+{{- define "classroom.objectName" -}}
+{{- $root := index . 0 }}
+{{- $key := index . 1 }}
+{{- $names := $root.Values.classroom.names | default dict }}
+{{- required (printf "classroom.names.%s is required: the build engine writes classroom.names when it packages the chart (doit chart:package)" $key) (get $names $key) }}
+{{- end }}
+
+{{- /* The names of one course's grader: service, user, host, formgradeGroup, nbgraderGroup. */}}
+{{- define "classroom.grader" -}}
+{{- $root := index . 0 }}
+{{- $course := index . 1 }}
+{{- $key := index . 2 }}
+{{- $graders := dig "graders" dict ($root.Values.classroom.names | default dict) }}
+{{- $grader := required (printf "classroom.names.graders.%s is required (written by the build engine for every course)" $course) (get $graders $course) }}
+{{- required (printf "classroom.names.graders.%s.%s is required" $course $key) (get $grader $key) }}
+{{- end }}
+
 {{- define "classroom.name" -}}
 {{- .Chart.Name | trunc 63 | trimSuffix "-" }}
 {{- end }}
@@ -13,18 +31,9 @@ characters, helm's own limit), so the release stage can name them too:
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{- define "classroom.exchange.pvcName" -}}
-{{- printf "%s-exchange" .Release.Name }}
-{{- end }}
-
-{{- /* The NFS server's Deployment, Service and disk (PVC) share this name. */}}
-{{- define "classroom.exchange.nfsName" -}}
-{{- printf "%s-exchange-nfs" .Release.Name }}
-{{- end }}
-
-{{- /* PersistentVolumes are cluster-wide: the namespace keeps two releases apart. */}}
+{{- /* PersistentVolumes are cluster-wide: the namespace keeps two classrooms apart. */}}
 {{- define "classroom.exchange.pvName" -}}
-{{- printf "%s-%s-exchange" .Release.Namespace .Release.Name | trunc 253 }}
+{{- printf "%s-%s" .Release.Namespace (include "classroom.objectName" (list . "exchangeClaim")) | trunc 253 }}
 {{- end }}
 
 {{- /* The NFS server's address in the PersistentVolume: the fixed ClusterIP, else the Service's DNS name. */}}
@@ -33,21 +42,14 @@ characters, helm's own limit), so the release stage can name them too:
 {{- if $nfs.clusterIP }}
 {{- $nfs.clusterIP }}
 {{- else }}
-{{- printf "%s.%s.svc.%s" (include "classroom.exchange.nfsName" .) .Release.Namespace $nfs.clusterDomain }}
+{{- printf "%s.%s.svc.%s" (include "classroom.objectName" (list . "exchangeServer")) .Release.Namespace $nfs.clusterDomain }}
 {{- end }}
 {{- end }}
 
-{{- /* The Secret the db sidecar's secretKeyRef names (key root-password). */}}
-{{- define "classroom.db.secretName" -}}
-{{- .Values.classroom.db.existingSecret | default (printf "%s-db" .Release.Name) }}
-{{- end }}
-
-{{- define "classroom.nbgrader.configMapName" -}}
-{{- printf "%s-nbgrader" .Release.Name }}
-{{- end }}
-
-{{- define "classroom.tls.issuerName" -}}
-{{- .Values.classroom.tls.issuerName | default (printf "%s-letsencrypt" .Release.Name) }}
+{{- /* The notebook image (image:notebook): student servers, graders, the exchange's preparation. */}}
+{{- define "classroom.notebookImage" -}}
+{{- $image := .Values.jupyterhub.singleuser.image }}
+{{- printf "%s:%s" $image.name (toString $image.tag) }}
 {{- end }}
 
 {{- define "classroom.tls.acmeServerURL" -}}
@@ -85,6 +87,18 @@ A Python string literal for a value (JSON strings are valid Python strings).
 {{- end }}
 
 {{/*
+Least privilege for the chart's own containers (the NFS server excepted).
+*/}}
+{{- define "classroom.podSecurity" -}}
+runAsNonRoot: true
+runAsUser: {{ .uid }}
+runAsGroup: {{ .gid }}
+fsGroup: {{ .gid }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/*
 classroom.validate: the checks that need more than values.schema.json — the
 values that one choice makes mandatory, and the agreement between classroom:
 and the jupyterhub: values the release stage writes. Renders nothing.
@@ -93,16 +107,16 @@ and the jupyterhub: values the release stage writes. Renders nothing.
 {{- $c := .Values.classroom }}
 {{- $jh := .Values.jupyterhub | default dict }}
 
+{{- /* names: written by the build engine */}}
+{{- range $key := list "exchangeClaim" "exchangeServer" "exchangePrepare" "dbSecret" "dbPasswordKey" "nbgraderConfigMap" "nbgraderConfigKey" "hubSecret" "hubApiUrl" "exchangeRoot" "nbgraderConfigPath" "homePath" "notebookUid" "usersGid" "graderPort" }}
+{{- $_ := include "classroom.objectName" (list $ $key) }}
+{{- end }}
+
 {{- /* exchange */}}
 {{- if eq $c.exchange.storage "storage_class" }}
 {{- $_ := required "classroom.exchange.storageClass is required with classroom.exchange.storage: storage_class (an existing ReadWriteMany storage class, e.g. standard-rwx on GKE Filestore)" $c.exchange.storageClass }}
 {{- else if eq $c.exchange.storage "nfs" }}
 {{- $_ := required "classroom.exchange.nfs.image is required with classroom.exchange.storage: nfs" (dig "nfs" "image" "" $c.exchange) }}
-{{- end }}
-
-{{- /* db */}}
-{{- if and $c.db.rootPassword $c.db.existingSecret }}
-{{- fail (printf "classroom.db: give either rootPassword (the chart makes the Secret %s-db) or existingSecret (%s), not both" .Release.Name $c.db.existingSecret) }}
 {{- end }}
 
 {{- /* courses */}}
@@ -116,6 +130,12 @@ and the jupyterhub: values the release stage writes. Renders nothing.
 {{- if not $course.instructors }}
 {{- fail (printf "classroom.courses[%d] (%s): instructors is required (at least one login name)" $i $name) }}
 {{- end }}
+{{- range $key := list "service" "user" "host" "formgradeGroup" "nbgraderGroup" }}
+{{- $_ := include "classroom.grader" (list $ $name $key) }}
+{{- end }}
+{{- if not (hasKey (dig "hub" "services" dict $jh) (include "classroom.grader" (list $ $name "service"))) }}
+{{- fail (printf "jupyterhub.hub.services.%s is required: the grader of the course %s is a JupyterHub service" (include "classroom.grader" (list $ $name "service")) $name) }}
+{{- end }}
 {{- end }}
 
 {{- /* tls, and the jupyterhub values it implies */}}
@@ -123,9 +143,6 @@ and the jupyterhub: values the release stage writes. Renders nothing.
 {{- $httpsOn := dig "enabled" false $https }}
 {{- $ingress := dig "ingress" dict $jh }}
 {{- if eq $c.tls.mode "ingress" }}
-{{- if ne (toString $c.tls.createIssuer) "false" }}
-{{- $_ := required "classroom.tls.email is required with classroom.tls.mode: ingress (the Let's Encrypt account's contact address)" $c.tls.email }}
-{{- end }}
 {{- if not (dig "enabled" false $ingress) }}
 {{- fail "classroom.tls.mode: ingress needs jupyterhub.ingress.enabled: true (with hosts, tls and the cert-manager.io/cluster-issuer annotation)" }}
 {{- end }}
@@ -135,10 +152,8 @@ and the jupyterhub: values the release stage writes. Renders nothing.
 {{- if not (dig "tls" list $ingress) }}
 {{- fail "classroom.tls.mode: ingress needs jupyterhub.ingress.tls: [{hosts: [HOST], secretName: NAME}] (cert-manager stores the certificate in that Secret)" }}
 {{- end }}
-{{- $issuer := include "classroom.tls.issuerName" . }}
-{{- $annotation := dig "annotations" "cert-manager.io/cluster-issuer" "" $ingress }}
-{{- if ne $annotation $issuer }}
-{{- fail (printf "classroom.tls.mode: ingress needs jupyterhub.ingress.annotations.\"cert-manager.io/cluster-issuer\": %s (the ClusterIssuer this chart makes); found %q" $issuer $annotation) }}
+{{- if not (dig "annotations" "cert-manager.io/cluster-issuer" "" $ingress) }}
+{{- fail "classroom.tls.mode: ingress needs jupyterhub.ingress.annotations.\"cert-manager.io/cluster-issuer\": the ClusterIssuer of cert-manager's release (release:cert-manager makes it)" }}
 {{- end }}
 {{- $class := dig "ingressClassName" "" $ingress }}
 {{- if and $class (ne $class $c.tls.ingressClass) }}

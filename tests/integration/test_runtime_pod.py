@@ -1,0 +1,150 @@
+"""A student's and an instructor's server as KubeSpawner builds the pod, run on the Docker Engine.
+
+The pod manifest is KubeSpawner 7.0's own get_pod_manifest() on the hub config the
+real hub loaded from the rendered release (runtime/spawn.py); runtime/podrun.py
+runs it as a kubelet would (init container, notebook + db sidecar in one network
+namespace, the manifest's image/command/args/env/user/mounts, the db password from
+the rendered Secret).  The hub is real (runtime/hub.py): the servers talk to it.
+
+Classroom (runtime/fixtures.py): intro = prof + alice, bob; stats = prof2 + carol.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import pytest
+
+from tasks import contract
+from tests.integration.runtime import nbgrader as nbg
+from tests.integration.runtime.podrun import RuntimePods, shared
+from tests.integration.runtime.hub import secret_data
+
+pytestmark = pytest.mark.integration
+
+from tests.integration import conftest as _conftest  # noqa: E402
+if not hasattr(_conftest, "runtime_classroom"):  # until conftest imports the runtime fixtures
+    from tests.integration.runtime.fixtures import (courses, hub_venv, ldap_server,  # noqa: F401
+                                                    runtime_classroom)
+
+SERVER = "jupyterhub-singleuser"
+HOME = contract.HOME_PATH
+
+
+@pytest.fixture(scope="module")
+def pods(request, docker_client, runtime_classroom, courses, tmp_path_factory) -> RuntimePods:
+    return shared(request, "pods", lambda: RuntimePods(docker_client, runtime_classroom,
+                                                       tmp_path_factory.mktemp("pods"), courses))
+
+
+@pytest.fixture
+def student(pods):
+    return pods.server("alice")
+
+
+@pytest.fixture
+def instructor(pods):
+    return pods.server("prof")
+
+
+def _password(pods) -> str:
+    return secret_data(pods.rendered.find("Secret", contract.DB_SECRET))[contract.DB_PASSWORD_KEY]
+
+
+# ---- the pod as KubeSpawner makes it ------------------------------------------------------------
+
+def test_the_image_command_runs_classroom_start(student):
+    """Defect 2: z2jh's default singleuser.cmd replaced the image's CMD; classroom-start never ran."""
+    manifest = student.manifest["spec"]["containers"][0]
+    assert "args" not in manifest and "command" not in manifest, manifest.get("args")
+    pid = student.pod.pid_of("notebook", SERVER)
+    assert pid, student.pod.logs("notebook")
+    logs = student.pod.logs("notebook", tail=400)
+    assert "[classroom-start] user alice: student; courses: intro" in logs, logs
+    # classroom-start exec'd the server: same process, now the hub's single-user server
+    code, cmdline = student.pod.exec("notebook", ["cat", f"/proc/{pid}/cmdline"])
+    assert cmdline.split("\0")[:2] == ["/opt/venv/bin/python3", "/opt/venv/bin/jupyterhub-singleuser"] \
+        or SERVER in cmdline, cmdline
+
+
+def test_the_pod_is_kubespawners_with_the_db_sidecar_and_its_datadir(student):
+    spec = student.manifest["spec"]
+    containers = {c["name"]: c for c in spec["containers"]}
+    assert set(containers) == {"notebook", "db"}
+    init = [c["name"] for c in spec.get("initContainers") or []]
+    # z2jh's metadata block stays (not run here: see podrun.SKIPPED_INIT), then the datadir
+    assert "block-cloud-metadata" in init and student.pod.skipped.keys() == {"block-cloud-metadata"}
+    assert len(init) >= 2, init
+    mounts = {m["mountPath"]: m for m in containers["db"].get("volumeMounts") or []}
+    assert mounts["/var/lib/mysql"].get("subPath") == contract.DB_DATA_SUBPATH
+    code, out = student.pod.exec("notebook", ["stat", "-c", "%a %U %G", f"{HOME}/{contract.DB_DATA_SUBPATH}"])
+    assert out.split()[1:] == ["jovyan", "users"] and out.split()[0].endswith("770"), out
+
+
+def test_servers_answer_with_the_hub_checking_the_token(pods, student, instructor):
+    for server in (student, instructor):
+        assert server.get("api/status", pods.token(server.user)).status == 200
+    # the hub decides: another user's real token is refused
+    assert student.get("api/status", pods.token("prof"), expect_error=True).status == 403
+
+
+def test_only_their_courses_are_pulled_into_the_home(student, pods):
+    code, out = student.pod.exec("notebook", ["cat", f"{HOME}/intro/lab1.md"])
+    assert code == 0 and "# Lab 1" in out, out + student.pod.logs("notebook", 200)
+    code, _ = student.pod.exec("notebook", ["test", "-e", f"{HOME}/stats"])
+    assert code != 0, "alice does not take stats"
+
+
+def test_nbgrader_role_of_a_student_and_an_instructor(student, instructor):
+    assert nbg.server_extensions(student) == {"assignment_list": True, "course_list": False,
+                                              "formgrader": False}
+    assert nbg.server_extensions(instructor) == {"assignment_list": True, "course_list": True,
+                                                 "formgrader": False}
+    for server in (student, instructor):
+        config = nbg.effective_config(server)
+        # the chart's ConfigMap, mounted at /etc/jupyter/nbgrader_config.py (defect 6)
+        assert config["Exchange.root"] == contract.EXCHANGE_ROOT
+        assert config["Exchange.path_includes_course"] is True
+        assert config["Authenticator.plugin_class"].endswith("JupyterHubAuthPlugin")
+        assert config["CourseDirectory.course_id"] == "", "no local course directory outside the grader"
+
+
+def test_the_db_sidecar_runs_unprivileged_on_loopback(pods, student):
+    code, status = student.pod.exec("db", ["cat", "/proc/1/status"])
+    assert re.search(r"^Uid:\s+999\s", status, re.M), status
+    connect = "import socket, sys; socket.create_connection((sys.argv[1], 3306), 5)"
+    code, out = student.pod.exec("notebook", ["python3", "-c", connect, "127.0.0.1"])
+    assert code == 0, out
+    # not on the pod's address: another pod (here: a container beside it) cannot reach it
+    image = student.pod.containers["notebook"].image.id
+    probe = pods.client.containers.run(image, ["python3", "-c", connect, student.pod.pod_ip],
+                                       entrypoint=[], detach=True, network_mode="bridge")
+    try:
+        assert probe.wait(timeout=60)["StatusCode"] != 0
+        assert "Connection refused" in probe.logs().decode()
+    finally:
+        probe.remove(force=True)
+
+
+def test_percent_sql_connects_with_the_secret_password_and_data_survive_a_restart(pods, student):
+    """Defect 7: no DB_* env, no DATABASE_URL, the sidecar's data lost at every stop."""
+    env = student.server_env()
+    assert env["DB_PASSWORD"] == _password(pods), "the password comes from the rendered Secret"
+    assert env["DATABASE_URL"].startswith("mysql+pymysql://root:")
+    table = f"t{uuid.uuid4().hex[:8]}"
+    out = nbg.run_cells(student, ["%load_ext sql", "%sql CREATE DATABASE IF NOT EXISTS classwork",
+                                  f"%sql CREATE TABLE classwork.{table} (answer INT)",
+                                  f"%sql INSERT INTO classwork.{table} VALUES (42)",
+                                  f"result = %sql SELECT answer FROM classwork.{table}",
+                                  "print('ANSWER', result[0][0])"])
+    assert "ANSWER 42" in out, out
+    # a wrong password is refused: the password is what protects the data
+    code, out = student.pod.exec("notebook", ["mariadb", "-h", "127.0.0.1", "-uroot", "-e", "select 1"],
+                                 env={"MYSQL_PWD": "wrong"})
+    assert code != 0
+
+    restarted = pods.restart("alice")
+    out = nbg.run_cells(restarted, ["%load_ext sql", f"result = %sql SELECT answer FROM classwork.{table}",
+                                    "print('ANSWER', result[0][0])"])
+    assert "ANSWER 42" in out, out

@@ -1,0 +1,306 @@
+"""The values the JupyterHub release computes (tasks/releasespec.py), branch by branch.
+
+The expected values are the settings of the code that reads them (z2jh 4.4.0's
+jupyterhub_config.py, JupyterHub 5.5.0, jupyterhub-ldapauthenticator 2.0.2),
+written out here by hand from their documentation and source.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from tasks import contract, releasespec
+from tasks.config import Config, load
+
+CLASSROOM = {
+    "release": {"name": "classroom", "namespace": "classroom"},
+    "hub": {"domain": "", "node_label": "hub-node=true", "start_timeout": 300,
+            "tls": {"mode": "none", "email": "", "acme_server": "production"}},
+    "auth": {"type": "dummy", "admin_users": [], "dummy_trial": False,
+             "ldap": {"server": "", "port": 0, "bind_dn_templates": [], "tls_strategy": "on_connect",
+                      "search_user": "", "allowed_groups": [], "user_search_base": "",
+                      "user_attribute": "uid", "lookup_dn_user_dn_attribute": ""}},
+    "culling": {"enabled": True, "timeout": 3600, "every": 600},
+    "resources": {"cpu_guarantee": 0.25, "cpu_limit": 2, "memory_guarantee": "512M",
+                  "memory_limit": "2G", "home_storage": "10Gi"},
+}
+COURSES = [
+    {"name": "ds-101", "instructors": ["prof"], "students": ["ann", "bob"]},
+    {"name": "sql-201", "instructors": ["prof", "ta"], "students": ["bob", "cy"]},
+]
+LDAP = {"type": "ldap", "admin_users": ["dean"],
+        "ldap": {"server": "ldap.example.edu", "bind_dn_templates": ["uid={username},ou=people,dc=example,dc=edu"]}}
+
+
+def _merge(base: dict, overlay: dict) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in overlay.items():
+        merged[key] = _merge(merged[key], value) if isinstance(value, dict) else value
+    return merged
+
+
+def make(courses=COURSES, **sections) -> Config:
+    return Config(directory=Path("/nonexistent/config"), classroom=_merge(CLASSROOM, sections),
+                  courses=copy.deepcopy(courses), datasets=[])
+
+
+def hub_config(config) -> dict:
+    return releasespec.release_values(config)["jupyterhub"]["hub"]["config"]
+
+
+# ---- who: admins, allowed users, groups -------------------------------------------------
+
+def test_admins_are_only_the_configured_admins_never_the_instructors():
+    config = make(auth={"admin_users": ["dean", "it"]})
+    values = releasespec.release_values(config)["jupyterhub"]["hub"]
+    assert values["config"]["Authenticator"]["admin_users"] == ["dean", "it"]
+    # the admin role is exact, so JupyterHub revokes it from earlier admins (instructors before)
+    assert values["loadRoles"] == {"admin": {"users": ["dean", "it"]}}
+    assert releasespec.admins(make()) == []
+
+
+def test_allowed_users_are_instructors_students_and_admins_never_graders():
+    config = make(auth={"admin_users": ["dean"]})
+    assert hub_config(config)["Authenticator"]["allowed_users"] == ["ann", "bob", "cy", "dean", "prof", "ta"]
+    alone = make(courses=[{"name": "c", "instructors": ["i"], "students": []}])
+    assert releasespec.allowed_users(alone) == ["i"]
+    assert releasespec.known_users(alone) == ["grader-c", "i"]
+
+
+def test_users_the_config_no_longer_names_are_deleted_at_the_next_start():
+    authenticator = hub_config(make(auth={"admin_users": ["dean"]}))["Authenticator"]
+    assert authenticator["delete_invalid_users"] is True
+    pattern = authenticator["username_pattern"]
+    assert pattern == "^(?:ann|bob|cy|dean|grader\\-ds\\-101|grader\\-sql\\-201|prof|ta)$"
+    import re
+    assert re.match(pattern, "grader-ds-101") and re.match(pattern, "dean")
+    assert not re.match(pattern, "anna") and not re.match(pattern, "xann") and not re.match(pattern, "grader")
+
+
+def test_with_ldap_groups_the_directory_decides_who_stays():
+    ldap = _merge(LDAP, {"ldap": {"allowed_groups": ["cn=ds,ou=groups,dc=example,dc=edu"]}})
+    authenticator = hub_config(make(auth=ldap))["Authenticator"]
+    assert "username_pattern" not in authenticator and "delete_invalid_users" not in authenticator
+    plain = hub_config(make(auth=LDAP))["Authenticator"]
+    assert plain["delete_invalid_users"] is True
+
+
+def test_exact_username_pattern_escapes_names():
+    assert releasespec.exact_username_pattern(["b.c", "a"]) == "^(?:a|b\\.c)$"
+
+
+def test_groups_are_made_exact_by_the_hub_config_snippet():
+    hub = releasespec.release_values(make())["jupyterhub"]["hub"]
+    snippet = hub["extraConfig"]["classroom-exact-groups"]
+    assert snippet == releasespec.EXACT_GROUPS
+    compile(snippet, "extraConfig", "exec")  # z2jh exec()s it: it must at least be Python
+    assert "init_groups" in snippet and "group.users.remove" in snippet
+
+
+def test_nobody_outside_the_lists_gets_in_and_admins_cannot_open_servers():
+    config = hub_config(make())
+    # JupyterHub 5 would default allow_existing_users to true once allowed_users is set
+    assert config["Authenticator"]["allow_existing_users"] is False
+    # z2jh sets admin_access: true in its own defaults
+    assert config["JupyterHub"]["admin_access"] is False
+    assert "allow_all" not in config["Authenticator"]
+
+
+def test_groups_give_graders_to_instructors_and_courses_to_their_people():
+    assert hub_config(make())["JupyterHub"]["load_groups"] == {
+        "formgrade-ds-101": {"users": ["grader-ds-101", "prof"]},
+        "nbgrader-ds-101": {"users": ["ann", "bob", "prof"]},
+        "formgrade-sql-201": {"users": ["grader-sql-201", "prof", "ta"]},
+        "nbgrader-sql-201": {"users": ["bob", "cy", "prof", "ta"]},
+    }
+
+
+def test_group_names_come_from_the_contract():
+    groups = releasespec.groups(make())
+    assert set(groups) == {contract.formgrade_group(c["name"]) for c in COURSES} | {
+        contract.nbgrader_group(c["name"]) for c in COURSES}
+
+
+# ---- login: dummy and LDAP ----------------------------------------------------------------
+
+def test_dummy_login_has_no_ldap_section():
+    config = hub_config(make())
+    assert config["JupyterHub"]["authenticator_class"] == "dummy"
+    assert set(config) == {"JupyterHub", "Authenticator"}
+
+
+def test_ldap_without_search_user_binds_with_the_templates():
+    config = hub_config(make(auth=LDAP))
+    assert config["JupyterHub"]["authenticator_class"] == "ldap"
+    assert config["LDAPAuthenticator"] == {
+        "server_address": "ldap.example.edu",
+        "server_port": 636,
+        "tls_strategy": "on_connect",
+        "tls_kwargs": {"validate": 2},  # ssl.CERT_REQUIRED: ldap3 would accept any certificate
+        "bind_dn_template": ["uid={username},ou=people,dc=example,dc=edu"],
+    }
+
+
+@pytest.mark.parametrize("strategy,checked", [("on_connect", True), ("before_bind", True), ("insecure", False)])
+def test_ldap_certificates_are_checked_whenever_tls_is_used(strategy, checked):
+    settings = hub_config(make(auth=_merge(LDAP, {"ldap": {"tls_strategy": strategy}})))["LDAPAuthenticator"]
+    assert ("tls_kwargs" in settings) is checked
+    if checked:
+        import ssl
+        assert settings["tls_kwargs"] == {"validate": ssl.CERT_REQUIRED}
+
+
+@pytest.mark.parametrize("strategy,port", [("on_connect", 636), ("before_bind", 389), ("insecure", 389)])
+def test_ldap_port_zero_follows_the_tls_strategy(strategy, port):
+    config = make(auth=_merge(LDAP, {"ldap": {"tls_strategy": strategy}}))
+    settings = hub_config(config)["LDAPAuthenticator"]
+    assert settings["server_port"] == port and settings["tls_strategy"] == strategy
+
+
+@pytest.mark.parametrize("strategy", ["on_connect", "before_bind"])
+def test_a_given_ldap_port_is_kept(strategy):
+    config = make(auth=_merge(LDAP, {"ldap": {"port": 1636, "tls_strategy": strategy}}))
+    assert hub_config(config)["LDAPAuthenticator"]["server_port"] == 1636
+
+
+def test_ldap_allowed_groups_are_passed_on():
+    groups = ["cn=ds,ou=groups,dc=example,dc=edu", "cn=staff,ou=groups,dc=example,dc=edu"]
+    config = make(auth=_merge(LDAP, {"ldap": {"allowed_groups": groups}}))
+    assert hub_config(config)["LDAPAuthenticator"]["allowed_groups"] == groups
+
+
+SEARCH = {"search_user": "cn=hub,dc=example,dc=edu", "user_search_base": "ou=people,dc=example,dc=edu",
+          "user_attribute": "uid", "bind_dn_templates": []}
+
+
+def test_search_user_looks_the_user_up_under_the_search_base():
+    settings = hub_config(make(auth=_merge(LDAP, {"ldap": SEARCH})))["LDAPAuthenticator"]
+    assert settings == {
+        "server_address": "ldap.example.edu",
+        "server_port": 636,
+        "tls_strategy": "on_connect",
+        "tls_kwargs": {"validate": 2},
+        "lookup_dn": True,
+        "lookup_dn_search_user": "cn=hub,dc=example,dc=edu",
+        "user_search_base": "ou=people,dc=example,dc=edu",
+        "user_attribute": "uid",
+        # 2.0.2 reads this attribute of the entry found; unset, every login fails
+        "lookup_dn_user_dn_attribute": "uid",
+    }
+    assert "lookup_dn_search_password" not in settings, "a secret is never a public value"
+
+
+def test_search_user_with_its_own_dn_attribute_and_templates():
+    ldap = {**SEARCH, "user_attribute": "sAMAccountName", "lookup_dn_user_dn_attribute": "cn",
+            "bind_dn_templates": ["cn={username},ou=people,dc=example,dc=edu"], "tls_strategy": "before_bind"}
+    settings = hub_config(make(auth=_merge(LDAP, {"ldap": ldap})))["LDAPAuthenticator"]
+    assert settings["user_attribute"] == "sAMAccountName"
+    assert settings["lookup_dn_user_dn_attribute"] == "cn"
+    assert settings["bind_dn_template"] == ["cn={username},ou=people,dc=example,dc=edu"]
+    assert settings["server_port"] == 389
+
+
+def test_no_search_user_no_lookup():
+    settings = hub_config(make(auth=_merge(LDAP, {"ldap": {"user_search_base": "ou=x,dc=y"}})))["LDAPAuthenticator"]
+    assert not {"lookup_dn", "lookup_dn_search_user", "user_search_base", "user_attribute",
+                "lookup_dn_user_dn_attribute"} & set(settings)
+
+
+def test_every_hub_config_section_is_a_configurable_class():
+    """z2jh's jupyterhub_config.py exits when a hub.config key is not capitalised."""
+    for config in (make(), make(auth=_merge(LDAP, {"ldap": SEARCH}))):
+        assert all(section[:1].isupper() for section in hub_config(config))
+
+
+# ---- how it is reached: TLS and the static IP ---------------------------------------------
+
+def test_tls_none_serves_plain_http_on_the_static_ip():
+    values = releasespec.release_values(make(), "203.0.113.7")
+    assert values["jupyterhub"]["proxy"] == {"service": {"loadBalancerIP": "203.0.113.7"},
+                                             "https": {"enabled": False}}
+    assert "ingress" not in values["jupyterhub"]
+    assert values["classroom"] == {"tls": {"mode": "none", "acmeServer": "production", "ingressClass": "traefik"}}
+
+
+def test_no_static_ip_no_load_balancer_ip():
+    assert releasespec.release_values(make())["jupyterhub"]["proxy"] == {"https": {"enabled": False}}
+
+
+@pytest.mark.parametrize("server,url", [("staging", "https://acme-staging-v02.api.letsencrypt.org/directory"),
+                                        ("production", "https://acme-v02.api.letsencrypt.org/directory")])
+def test_autohttps_is_z2jhs_lets_encrypt(server, url):
+    config = make(hub={"domain": "hub.example.edu",
+                       "tls": {"mode": "autohttps", "email": "staff@example.edu", "acme_server": server}})
+    values = releasespec.release_values(config, "203.0.113.7")
+    assert values["jupyterhub"]["proxy"] == {
+        "service": {"loadBalancerIP": "203.0.113.7"},
+        "https": {"enabled": True, "type": "letsencrypt", "hosts": ["hub.example.edu"],
+                  "letsencrypt": {"contactEmail": "staff@example.edu", "acmeServer": url}}}
+    assert values["classroom"]["tls"] == {"mode": "autohttps", "acmeServer": server, "ingressClass": "traefik"}
+
+
+def test_ingress_uses_cert_manager_and_leaves_the_ip_to_the_controller():
+    config = make(hub={"domain": "hub.example.edu", "tls": {"mode": "ingress", "email": "staff@example.edu"}},
+                  release={"namespace": "ds"})
+    values = releasespec.release_values(config, "203.0.113.7")["jupyterhub"]
+    assert values["proxy"] == {"https": {"enabled": False}, "service": {"type": "ClusterIP"}}
+    assert values["ingress"] == {
+        "enabled": True, "hosts": ["hub.example.edu"], "ingressClassName": "traefik",
+        "annotations": {"cert-manager.io/cluster-issuer": "ds-letsencrypt"},
+        "tls": [{"hosts": ["hub.example.edu"], "secretName": contract.TLS_SECRET}]}
+
+
+def test_cluster_issuer_is_cert_managers_with_the_email():
+    config = make(hub={"tls": {"mode": "ingress", "email": "staff@example.edu", "acme_server": "staging"}},
+                  release={"namespace": "ds"})
+    assert releasespec.cluster_issuer(config) == {
+        "apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer",
+        "metadata": {"name": "ds-letsencrypt", "labels": {"app.kubernetes.io/managed-by": "class-tools"}},
+        "spec": {"acme": {"server": "https://acme-staging-v02.api.letsencrypt.org/directory",
+                          "email": "staff@example.edu",
+                          "privateKeySecretRef": {"name": "ds-letsencrypt-account-key"},
+                          "solvers": [{"http01": {"ingress": {"ingressClassName": "traefik"}}}]}}}
+    assert releasespec.issuer_name(config) == contract.issuer_name("ds")
+
+
+def test_cert_manager_and_traefik_values():
+    assert releasespec.cert_manager_values() == {"crds": {"enabled": True}}
+    ingress_class = {"enabled": True, "isDefaultClass": False, "name": "traefik"}
+    assert releasespec.ingress_values() == {"ingressClass": ingress_class}
+    assert releasespec.ingress_values("203.0.113.7") == {
+        "ingressClass": ingress_class, "service": {"spec": {"loadBalancerIP": "203.0.113.7"}}}
+
+
+# ---- the servers: node, resources, culling ------------------------------------------------
+
+def test_hub_node_resources_and_start_timeout():
+    config = make(hub={"node_label": "pool=hub", "start_timeout": 600},
+                  resources={"cpu_guarantee": 0.5, "cpu_limit": 1.5, "memory_guarantee": "768M",
+                             "memory_limit": "3G", "home_storage": "5Gi"})
+    values = releasespec.release_values(config)["jupyterhub"]
+    assert values["hub"]["nodeSelector"] == {"pool": "hub"}
+    assert values["singleuser"] == {
+        "startTimeout": 600,
+        "cpu": {"limit": 1.5, "guarantee": 0.5},
+        # JupyterHub's ByteSpecification: K/M/G/T, passed on as configured
+        "memory": {"limit": "3G", "guarantee": "768M"},
+        "storage": {"capacity": "5Gi"},
+    }
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_culling(enabled):
+    config = make(culling={"enabled": enabled, "timeout": 1800, "every": 300})
+    assert releasespec.release_values(config)["jupyterhub"]["cull"] == {
+        "enabled": enabled, "timeout": 1800, "every": 300}
+
+
+def test_the_committed_config_makes_release_values(project):
+    """The keys read here are the keys the config schema defines (with their defaults)."""
+    config = load(project.config)
+    values = releasespec.release_values(config)
+    assert values["jupyterhub"]["hub"]["config"]["Authenticator"]["allow_existing_users"] is False
+    assert values["jupyterhub"]["singleuser"]["memory"]["limit"] == config.classroom["resources"]["memory_limit"]
