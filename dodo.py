@@ -14,11 +14,11 @@ a no-op `doit` costs little more than doit's own start-up.
 
 from pathlib import Path
 
-from tasks import chart, config as classroom, diagnosis, images, local, release, render, secretstore
+from tasks import chart, cluster, config as classroom, diagnosis, images, local, release, render, secretstore
 
 CONFIG = classroom.load_or_exit()
 # Deploying is part of the default run in profile gke (or with cluster.deploy: always).
-DEFAULT_TASKS = ["secrets", "image", "chart"] + (["cluster", "release"] if release.deploying(CONFIG) else [])
+DEFAULT_TASKS = ["secrets", "image", "chart"] + (["cluster", "release"] if cluster.deploying(CONFIG) else [])
 DOIT_CONFIG = {**classroom.doit_settings(CONFIG), "default_tasks": DEFAULT_TASKS}
 Path(DOIT_CONFIG["dep_file"]).parent.mkdir(parents=True, exist_ok=True)
 
@@ -40,7 +40,7 @@ def task_chart():
 
 def task_cluster():
     """Prepare the cluster: the hub's node label (and, on GKE, the static IP)."""
-    yield from release.cluster_tasks(CONFIG)
+    yield from cluster.cluster_tasks(CONFIG)
 
 
 def task_release():

@@ -72,9 +72,14 @@ def major() -> int:
 
 
 def upgrade_flags(timeout_seconds: int) -> list[str]:
-    """Roll back on failure and wait, in the installed helm's words."""
+    """Roll back on failure and wait, in the installed helm's words.
+
+    Helm 4 applies server-side: a field someone changed with kubectl belongs to
+    their field manager and the upgrade would stop at the conflict; the config is
+    the truth, so the release takes such fields back (helm 3's three-way merge
+    does so anyway)."""
     if major() >= 4:
-        return ["--rollback-on-failure", "--wait=watcher", f"--timeout={timeout_seconds}s"]
+        return ["--rollback-on-failure", "--wait=watcher", "--force-conflicts", f"--timeout={timeout_seconds}s"]
     return ["--atomic", "--wait", f"--timeout={timeout_seconds}s"]
 
 
@@ -114,6 +119,52 @@ def user_values(release: str, namespace: str, context: str) -> dict | None:
             return None
         raise HelmError(f"helm get values {release} failed: {_cause(result)}")
     return json.loads(result.stdout or "{}") or {}
+
+
+def release_status(release: str, namespace: str, context: str) -> dict | None:
+    """{"status", "chart" (NAME-VERSION), "revision"} of the release's last revision, or None."""
+    result = run("list", "--namespace", namespace, "--deployed", "--failed", "--pending",
+                 "--filter", f"^{re.escape(release)}$",
+                 "--output", "json", *_context(context))
+    found = [r for r in json.loads(result.stdout or "[]") if r.get("name") == release]
+    if not found:
+        return None
+    return {"status": found[0]["status"], "chart": found[0]["chart"], "revision": int(found[0]["revision"])}
+
+
+def manifest(release: str, namespace: str, context: str) -> list[dict]:
+    """The objects of the deployed release, as helm applied them."""
+    import yaml
+    text = run("get", "manifest", release, "--namespace", namespace, *_context(context)).stdout
+    return [doc for doc in yaml.safe_load_all(text) if isinstance(doc, dict) and doc.get("kind")]
+
+
+def ownership(objects: list[dict], release: str, namespace: str) -> list[dict]:
+    """The objects as they are in the cluster when nothing drifted: helm adds its ownership
+    annotations on apply, which its manifest does not show. Jobs are left out: they run
+    once, and their TTL removes them after they finished, which is no drift."""
+    owned = []
+    for obj in objects:
+        if obj.get("kind") == "Job":
+            continue
+        obj = json.loads(json.dumps(obj))
+        metadata = obj.setdefault("metadata", {})
+        metadata["annotations"] = {**(metadata.get("annotations") or {}),
+                                   "meta.helm.sh/release-name": release,
+                                   "meta.helm.sh/release-namespace": namespace}
+        owned.append(obj)
+    return owned
+
+
+def drifted_objects(release: str, namespace: str, context: str) -> list[str]:
+    """Objects of the release whose fields in the cluster differ from its manifest: the API
+    server computes what applying the manifest (as helm, taking fields back) would change."""
+    from tasks import kube
+    objects = ownership(manifest(release, namespace, context), release, namespace)
+    if not objects:
+        return []
+    return kube.server_side_diff({"apiVersion": "v1", "kind": "List", "items": objects}, namespace, context,
+                                 field_manager="helm")
 
 
 def uninstall(release: str, namespace: str, context: str):

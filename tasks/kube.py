@@ -72,3 +72,29 @@ def gcloud(*args, check=True) -> subprocess.CompletedProcess:
 def kubectl_apply(manifest: dict, context: str = ""):
     with private_values(manifest) as (path,):  # JSON is YAML to kubectl
         kubectl("apply", "-f", path, context=context)
+
+
+def changed_objects(diff_output: str) -> list[str]:
+    """`kubectl diff` names each changed object in its `diff -u -N LIVE/NAME MERGED/NAME` line,
+    NAME being group.version.Kind.namespace.name; only the names are kept (diffs may hold secrets)."""
+    names = []
+    for line in diff_output.splitlines():
+        if line.startswith("diff -u -N "):
+            name = line.split()[-1].rsplit("/", 1)[-1]
+            parts = name.split(".")
+            names.append(f"{parts[-3]}/{parts[-1]}" if len(parts) >= 3 else name)
+    return names
+
+
+def server_side_diff(manifest: dict, namespace: str, context: str = "", field_manager: str = "") -> list[str]:
+    """Objects a server-side apply of `manifest` (conflicts forced) would change: [] when none."""
+    with private_values(manifest) as (path,):
+        result = kubectl("diff", "--server-side", "--force-conflicts",
+                         *(["--field-manager", field_manager] if field_manager else []),
+                         "--namespace", namespace, "-f", path, context=context, check=False)
+    if result.returncode == 0:
+        return []
+    if result.returncode == 1:
+        return changed_objects(result.stdout) or ["(unnamed object)"]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    raise KubeError(f"kubectl diff failed: {'; '.join(lines[-3:]) or result.returncode}")

@@ -1,12 +1,17 @@
-"""Release stage: cluster preparation and the JupyterHub release, in graph order.
+"""Release stage: the JupyterHub release (and, for TLS mode ingress, cert-manager and Traefik).
 
-`cluster:ip` (gke: the regional static IP), `cluster:hub-node` (one node
-labelled for the hub) and `release:jupyterhub` (the classroom chart at
-exactly the version `chart:publish` produced).  A release is up to date when
-the chart version, the semantic digest of its values and the namespace and
-context are unchanged; with `cluster.check_cluster` (or
-CLASSTOOLS_CHECK_CLUSTER=1) the deployed values are read back on every run
-and a drift makes the task run again.  Secrets reach helm only in 0600 files.
+`release:jupyterhub` deploys the classroom chart at exactly the version
+`chart:publish` produced.  It is up to date when the cluster already runs
+that chart version with exactly the values this config makes, read back from
+the release's own record (`helm list` and `helm get values`: two cheap calls,
+no dep-file state), so a lost or cold dep file, or a renamed kube context of
+the same cluster, deploys nothing.  A change made out of band with helm shows
+in that record; one made with kubectl does not, so with
+`cluster.check_cluster` (or CLASSTOOLS_CHECK_CLUSTER=1) the release's
+objects are also compared with its manifest by the API server (a server-side
+dry-run apply) and any drift makes the task run again, which puts the config
+back.  Secrets reach helm only in 0600 files and are compared in memory only.
+Cluster preparation and teardown of the node label and IP: tasks/cluster.py.
 """
 
 from __future__ import annotations
@@ -14,10 +19,11 @@ from __future__ import annotations
 import json
 import os
 
+from doit.dependency import UptodateCalculator
 from doit.tools import result_dep
 
 from tasks import contract, releasespec
-from tasks.inputs import config_inputs, digest, value_inputs
+from tasks.cluster import check_cluster, deploying, print_plan, same_cluster  # noqa: F401 (deploying: re-exported)
 
 # Where each secret goes in the values, and its name in the secret store. Secrets reach
 # helm only through a 0600 values file of their own; in the cluster they live in Secrets
@@ -29,39 +35,11 @@ SECRETS = {
     ("jupyterhub", "hub", "config", "LDAPAuthenticator", "lookup_dn_search_password"): "ldap_bind_password",
 }
 SECRET_PATHS = tuple(SECRETS)
-
-
-def deploying(config) -> bool:
-    deploy = config.classroom["cluster"]["deploy"]
-    return deploy == "always" or (deploy == "auto" and config.profile == "gke")
-
-
-def check_cluster(config) -> bool:
-    return config.classroom["cluster"]["check_cluster"] or os.environ.get("CLASSTOOLS_CHECK_CLUSTER") == "1"
-
-
-def cluster_tasks(config):
-    yield {
-        "name": "hub-node",
-        "doc": "Label one node for the hub (skipped when a node has the label)",
-        "actions": [(label_hub_node, [config])],
-        "uptodate": [config_inputs(config, "classroom.hub.node_label", "classroom.cluster.kube_context")],
-        "clean": [(unlabel_hub_node, [config])],
-        "verbosity": 2,
-    }
-    if config.profile == "gke":
-        yield {
-            "name": "ip",
-            "doc": "Reserve (or find) the regional static IP of the hub",
-            "actions": [(reserve_ip, [config])],
-            "uptodate": [config_inputs(config, "classroom.hub.static_ip_name", "classroom.gcp")],
-            "clean": [(free_ip, [config])],
-            "verbosity": 2,
-        }
+HEALTH_PATH = "/api/v1/namespaces/{namespace}/services/hub:8081/proxy/hub/health"
 
 
 def _where(config) -> dict:
-    return {"release": config.classroom["release"], "kube_context": config.classroom["cluster"]["kube_context"]}
+    return {"release": config.classroom["release"]}
 
 
 def release_tasks(config):
@@ -69,6 +47,7 @@ def release_tasks(config):
     ingress = config.classroom["hub"]["tls"]["mode"] == "ingress"
     cluster = config.classroom["cluster"]
     if ingress:
+        from tasks.inputs import value_inputs
         yield {
             "name": "cert-manager",
             "doc": "Deploy cert-manager and its Let's Encrypt ClusterIssuer (TLS mode ingress)",
@@ -76,7 +55,8 @@ def release_tasks(config):
             "clean": [(uninstall, [config, "cert-manager", "cert-manager"])],
             "uptodate": [value_inputs({"chart": cluster["cert_manager_chart"],
                                        "values": releasespec.cert_manager_values(),
-                                       "issuer": releasespec.cluster_issuer(config), **_where(config)})],
+                                       "issuer": releasespec.cluster_issuer(config), **_where(config)}),
+                         same_cluster(config)],
             "verbosity": 2,
         }
         yield {
@@ -86,33 +66,35 @@ def release_tasks(config):
             "clean": [(uninstall, [config, cluster["ingress_chart"]["name"], cluster["ingress_chart"]["name"]])],
             "getargs": {"ip": ("cluster:ip", None)} if gke else {},
             "uptodate": [value_inputs({"chart": cluster["ingress_chart"],
-                                       "values": releasespec.ingress_values(), **_where(config)})]
+                                       "values": releasespec.ingress_values(), **_where(config)}),
+                         same_cluster(config)]
                         + ([result_dep("cluster:ip")] if gke else []),
             "verbosity": 2,
         }
     # The images reach the release only through the published chart (chart:package bakes them in).
-    getargs = {"published": ("chart:publish", None)}
-    task_dep = ["cluster:hub-node"] + (["release:ingress", "release:cert-manager"] if ingress else [])
+    task_dep = ["cluster:hub-node", "chart:publish"] + (["release:ingress", "release:cert-manager"] if ingress else [])
     if gke:
-        getargs["ip"] = ("cluster:ip", None)
         task_dep.append("cluster:ip")
-    # Up to date = same chart (result of chart:publish, which also carries the image tags), same
-    # values as computed from the config (a semantic digest: an edit that changes no value makes
-    # no deploy, and the cert-manager email is not among them), same namespace and context.
-    uptodate = [value_inputs({"values": releasespec.release_values(config), **_where(config)}),
-                result_dep("chart:publish")]
-    if check_cluster(config):
-        uptodate.append(lambda task, values: _matches_cluster(config, values))
+    # Up to date = the cluster runs the published chart with these values (and, with
+    # check_cluster, its objects are as the manifest says): asked of the cluster itself.
+    # No getargs: doit would add a result_dep on chart:publish, and a cold dep file (where
+    # chart:publish runs again, "already published") would redeploy an unchanged release.
+    # The check reads chart:publish's (and cluster:ip's) values after they ran; the action
+    # gets them from it.
+    runs = cluster_runs(config)
     yield {
         "name": "jupyterhub",
         "doc": "Deploy the classroom chart (the published version) with values from the config",
-        "actions": [(deploy_jupyterhub, [config])],
+        "actions": [(_deploy_what_runs_found, [config, runs])],
         "clean": [(uninstall_hub, [config])],
-        "getargs": getargs,
         "task_dep": task_dep,
-        "uptodate": uptodate,
+        "uptodate": [runs],
         "verbosity": 2,
     }
+
+
+def _deploy_what_runs_found(config, runs):
+    return deploy_jupyterhub(config, runs.published(), runs.ip())
 
 
 def _helm_release(config, task, release, chart_settings, namespace, values):
@@ -156,48 +138,6 @@ def deploy_ingress(config, ip=None):
         return failed
     print(f"release:ingress: {chart['name']} {chart['version']}" + (f" on {address}" if address else ""))
     return {"version": chart["version"], "address": address}
-
-
-def label_hub_node(config):
-    from doit.exceptions import TaskFailed
-
-    from tasks import kube
-    context = config.classroom["cluster"]["kube_context"]
-    label = config.classroom["hub"]["node_label"]
-    try:
-        labelled = kube.kubectl("get", "nodes", "-l", label, "-o", "name", context=context).stdout.split()
-        if labelled:
-            print(f"cluster:hub-node: {labelled[0]} already has {label}")
-            return {"node": labelled[0]}
-        nodes = kube.kubectl("get", "nodes", "-o", "name", context=context).stdout.split()
-        if not nodes:
-            return TaskFailed("cluster:hub-node: the cluster has no nodes")
-        kube.kubectl("label", nodes[0], label, context=context)
-    except kube.KubeError as exc:
-        return TaskFailed(f"cluster:hub-node: {exc}")
-    print(f"cluster:hub-node: labelled {nodes[0]} {label}")
-    return {"node": nodes[0]}
-
-
-def reserve_ip(config):
-    from doit.exceptions import TaskFailed
-
-    from tasks import kube
-    gcp, name = config.classroom["gcp"], config.classroom["hub"]["static_ip_name"]
-    where = ["--region", gcp["region"], "--project", gcp["project"]]
-    try:
-        found = kube.gcloud("compute", "addresses", "describe", name, *where,
-                            "--format=value(address)", check=False)
-        if found.returncode != 0:
-            if "not found" not in (found.stderr + found.stdout).lower():
-                return TaskFailed(f"cluster:ip: gcloud could not look up {name}: {found.stderr.strip()[-300:]}")
-            kube.gcloud("compute", "addresses", "create", name, *where)
-            found = kube.gcloud("compute", "addresses", "describe", name, *where, "--format=value(address)")
-    except kube.KubeError as exc:
-        return TaskFailed(f"cluster:ip: {exc}")
-    address = found.stdout.strip()
-    print(f"cluster:ip: {name} is {address}")
-    return {"address": address}
 
 
 def hub_release_values(config, ip=None) -> tuple[dict, dict]:
@@ -251,66 +191,118 @@ def deploy_jupyterhub(config, published=None, ip=None):
         public, secret = hub_release_values(config, ip)
         helm.upgrade(release, chart, namespace, context, [public, secret],
                      config.classroom["cluster"]["helm_timeout"], repo=repo, version=version)
-        health = kube.kubectl("get", "--raw",
-                              f"/api/v1/namespaces/{namespace}/services/hub:8081/proxy/hub/health",
-                              context=context, check=False)
     except (kube.KubeError, MissingSecret) as exc:
         return TaskFailed(f"release:jupyterhub: {exc}")
-    if health.returncode != 0:
-        return TaskFailed(f"release:jupyterhub: deployed {published['version']}, but the hub's health "
-                          f"endpoint does not answer: {health.stderr.strip()[-300:]}")
-    print(f"release:jupyterhub: {release} in {namespace} runs classroom {published['version']}; hub healthy")
-    return {"chart_version": published["version"], "values_digest": digest(_without_secrets(public)),
-            "namespace": namespace, "context": context}
+    if config.classroom["cluster"]["health_probe"]:
+        health = kube.kubectl("get", "--raw", HEALTH_PATH.format(namespace=namespace), context=context,
+                              check=False)
+        if health.returncode != 0:
+            return TaskFailed(f"release:jupyterhub: deployed {published['version']}, but the hub's health "
+                              f"endpoint does not answer through the API server's service proxy: "
+                              f"{health.stderr.strip()[-300:]}")
+        state = "hub healthy"
+    else:
+        state = "hub health not probed (cluster.health_probe: false)"
+    print(f"release:jupyterhub: {release} in {namespace} runs classroom {published['version']}; {state}")
+    return {"chart_version": published["version"], "namespace": namespace}
 
 
-def _without_secrets(values: dict) -> dict:
-    values = json.loads(json.dumps(values))
-    for path in SECRET_PATHS:
-        node = values
-        for key in path[:-1]:
-            node = node.get(key, {}) if isinstance(node, dict) else {}
-        if isinstance(node, dict):
-            node.pop(path[-1], None)
-    return _prune(values)
+def desired_values(public: dict, secret: dict) -> dict:
+    """The user-supplied values helm records for `upgrade -f public -f secret` (later files win,
+    dicts merge, anything else replaces), as JSON would carry them."""
+    def merge(base, overlay):
+        merged = dict(base)
+        for key, value in overlay.items():
+            merged[key] = merge(merged[key], value) \
+                if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        return merged
+    return json.loads(json.dumps(merge(public, secret)))
 
 
-def _prune(node):
-    if isinstance(node, dict):
-        pruned = {k: _prune(v) for k, v in node.items()}
-        return {k: v for k, v in pruned.items() if v != {}}
-    return node
+def differing_keys(deployed, desired, prefix="") -> list[str]:
+    """Dotted paths where two values documents differ (names only: values may be secrets)."""
+    if isinstance(deployed, dict) and isinstance(desired, dict):
+        found = []
+        for key in sorted(set(deployed) | set(desired)):
+            found += differing_keys(deployed.get(key), desired.get(key), f"{prefix}{key}.")
+        return found
+    return [] if deployed == desired else [prefix.rstrip(".")]
 
 
-def _matches_cluster(config, saved) -> bool:
-    """Drift check: are the deployed values the ones this config makes?"""
-    from tasks import helm, kube
-    if not saved.get("chart_version"):
-        return False
-    release, namespace = config.classroom["release"]["name"], config.classroom["release"]["namespace"]
-    try:
-        deployed = helm.user_values(release, namespace, config.classroom["cluster"]["kube_context"])
-    except kube.KubeError as exc:
-        print(f"release:jupyterhub: cannot read the deployed release ({exc}); deploying again")
-        return False
-    if deployed is None:
-        print(f"release:jupyterhub: {release} is not deployed in {namespace}; deploying")
-        return False
-    if digest(_without_secrets(deployed)) != saved.get("values_digest"):
-        print(f"release:jupyterhub: the deployed values of {release} differ from the config (drift); correcting")
-        return False
-    return True
+class cluster_runs(UptodateCalculator):  # lower case, like doit's own uptodate helpers
+    """doit `uptodate` of release:jupyterhub: the cluster already runs the published chart version
+    with exactly the values this config makes, as the release's own record says; with
+    check_cluster also no object of the release drifted from its manifest."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.reason = "not checked yet"
+
+    def __call__(self, task, values):
+        from tasks import helm, kube
+        from tasks.secretstore import MissingSecret
+        up_to_date = False
+        try:
+            up_to_date = self._check(helm)
+        except (kube.KubeError, MissingSecret) as exc:
+            self.reason = f"cannot read the deployed release ({exc}); deploying"
+        if not up_to_date:
+            print(f"release:jupyterhub: {self.reason}")
+        return up_to_date
+
+    def published(self) -> dict:
+        """chart:publish's result ({"repository", "version"} or {"skipped": ...})."""
+        return (self.get_val("chart:publish", "_values_:") or {}) if self.get_val else {}
+
+    def ip(self) -> dict | None:
+        """cluster:ip's result (gke), else None."""
+        if self.config.profile != "gke" or not self.get_val:
+            return None
+        return self.get_val("cluster:ip", "_values_:") or None
+
+    def _check(self, helm) -> bool:
+        from tasks.chart import CHART_NAME
+        config = self.config
+        published = self.published()
+        if "version" not in published:
+            self.reason = "no chart published"
+            return False
+        release, namespace = config.classroom["release"]["name"], config.classroom["release"]["namespace"]
+        context = config.classroom["cluster"]["kube_context"]
+        record = helm.release_status(release, namespace, context)
+        if record is None:
+            self.reason = f"{release} is not deployed in {namespace}; deploying"
+            return False
+        if record["status"] != "deployed":
+            self.reason = f"the last revision of {release} is {record['status']}; deploying again"
+            return False
+        if record["chart"] != f"{CHART_NAME}-{published['version']}":
+            self.reason = f"{release} runs {record['chart']}, not {CHART_NAME}-{published['version']}; upgrading"
+            return False
+        deployed = helm.user_values(release, namespace, context) or {}
+        changed = differing_keys(deployed, desired_values(*hub_release_values(config, self.ip())))
+        if changed:
+            self.reason = (f"the deployed values of {release} differ from the config (drift) at "
+                           f"{', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}; correcting")
+            return False
+        if check_cluster(config):
+            drifted = helm.drifted_objects(release, namespace, context)
+            if drifted:
+                self.reason = (f"objects of {release} were changed in the cluster (drift): "
+                               f"{', '.join(drifted[:5])}{' ...' if len(drifted) > 5 else ''}; correcting")
+                return False
+        return True
+
+    def __repr__(self):
+        return f"the cluster runs the published chart with these values ({self.reason})"
 
 
 # ---- teardown: `doit clean cluster release` (say what goes before it goes) ----------------
 
-def _print_plan(lines):
-    print("teardown: " + "\n teardown: ".join(lines))
-
-
 def uninstall(config, release, namespace):
     from tasks import helm
-    _print_plan([f"uninstalling helm release {release} (namespace {namespace})"])
+    print_plan([f"uninstalling helm release {release} (namespace {namespace})"])
     helm.uninstall(release, namespace, config.classroom["cluster"]["kube_context"])
 
 
@@ -327,27 +319,7 @@ def uninstall_hub(config):
             f"{contract.DB_SECRET}: helm keep policy)"]
     plan.append("DELETING the students' home volumes (CLASSTOOLS_DELETE_HOMES=1)" if delete_homes
                 else "keeping the students' home volumes (set CLASSTOOLS_DELETE_HOMES=1 to delete them)")
-    _print_plan(plan)
+    print_plan(plan)
     helm.uninstall(release, namespace, context)
     if delete_homes:
         kube.kubectl("delete", "pvc", "-n", namespace, "-l", "component=singleuser-storage", context=context)
-
-
-def free_ip(config):
-    from tasks import kube
-    gcp, name = config.classroom["gcp"], config.classroom["hub"]["static_ip_name"]
-    _print_plan([f"releasing the static IP {name} ({gcp['region']}, project {gcp['project']})"])
-    kube.gcloud("compute", "addresses", "delete", name, "--region", gcp["region"], "--project", gcp["project"],
-                check=False)
-
-
-def unlabel_hub_node(config):
-    from tasks import kube
-    key = config.classroom["hub"]["node_label"].partition("=")[0]
-    context = config.classroom["cluster"]["kube_context"]
-    nodes = kube.kubectl("get", "nodes", "-l", config.classroom["hub"]["node_label"], "-o", "name",
-                         context=context, check=False).stdout.split()
-    if nodes:
-        _print_plan([f"removing the label {key} from {', '.join(nodes)}"])
-    for node in nodes:
-        kube.kubectl("label", node, f"{key}-", context=context)

@@ -158,6 +158,9 @@ CLASSROOM = {
         # read the deployed release back on every run and correct drift (or CLASSTOOLS_CHECK_CLUSTER=1)
         "check_cluster": boolean(False),
         "helm_timeout": integer(600, minimum=60, maximum=3600),
+        # after a deploy, ask the hub's /hub/health through the API server's service proxy
+        # (false only where the API server cannot reach pods, e.g. a control plane with fake nodes)
+        "health_probe": boolean(True),
         # hub.tls.mode: ingress only
         "ingress_chart": section({
             "repository": string("http_url", default="https://traefik.github.io/charts"),

@@ -17,22 +17,10 @@ import pytest
 
 from tests.integration.runtime import browser
 from tests.integration.runtime import nbgrader as nbg
-from tests.integration.runtime.podrun import RuntimePods, shared
 
 pytestmark = pytest.mark.integration
 
-from tests.integration import conftest as _conftest  # noqa: E402
-if not hasattr(_conftest, "runtime_classroom"):  # until conftest imports the runtime fixtures
-    from tests.integration.runtime.fixtures import (courses, hub_venv, ldap_server,  # noqa: F401
-                                                    runtime_classroom)
-
 COURSE = "intro"
-
-
-@pytest.fixture(scope="module")
-def pods(request, docker_client, runtime_classroom, courses, tmp_path_factory) -> RuntimePods:
-    return shared(request, "pods", lambda: RuntimePods(docker_client, runtime_classroom,
-                                                       tmp_path_factory.mktemp("pods"), courses))
 
 
 @pytest.fixture(scope="module")
@@ -65,10 +53,13 @@ def lab_of(driver, token: str, url: str, shots, name: str):
                 browser.screenshot(page, shots, name)
 
 
-def _released_list(page) -> str:
+def _assignment_list(page) -> str:
+    """The Assignment List panel's text once it lists the assignment (released, downloaded or
+    submitted: the other tests may have fetched it already)."""
     browser.open_from_nbgrader_menu(page, "Assignment List")
-    listing = page.locator("#released_assignments_list")
-    listing.get_by_text(nbg.ASSIGNMENT).first.wait_for()
+    listing = page.locator("#nbgrader-assignment-list")
+    listing.locator("#released_assignments_list, #fetched_assignments_list, #submitted_assignments_list") \
+        .get_by_text(nbg.ASSIGNMENT).first.wait_for()
     return listing.inner_text()
 
 
@@ -80,7 +71,7 @@ def test_student_sees_her_course_and_its_assignment_and_no_grading_tools(pods, r
         menu = browser.nbgrader_menu_items(page)
         assert "Assignment List" in menu, menu
         assert "Formgrader" not in menu and "Course List" not in menu, menu
-        listing = _released_list(page)
+        listing = _assignment_list(page)
         assert COURSE in listing and released in listing, listing
 
 
@@ -91,7 +82,7 @@ def test_instructor_lists_the_course_and_is_offered_its_formgrader(pods, release
         menu = browser.nbgrader_menu_items(page)
         # grading happens in the course's grader service, not in the instructor's own server
         assert "Course List" in menu and "Assignment List" in menu and "Formgrader" not in menu, menu
-        listing = _released_list(page)
+        listing = _assignment_list(page)
         assert COURSE in listing and released in listing, listing
         browser.open_from_nbgrader_menu(page, "Course List")
         courses = page.locator("#formgrader_list")

@@ -164,8 +164,10 @@ def redeployed(runtime_classroom, ldap_server):
     bob = hub.login("bob", ldap_server.password("bob"))
     assert bob.whoami()["name"] == "bob"
     token = bob.new_token()
-    without_bob = [dict(c, students=[s for s in c["students"] if s != "bob"]) for c in COURSES]
-    runtime_classroom.redeploy(hub, auth, courses=without_bob)
+    # bob leaves the classroom; alice moves from intro to stats (she stays a user)
+    moved = [dict(c, students=[s for s in c["students"] if s not in ("bob", "alice")]
+                  + (["alice"] if c["name"] == "stats" else [])) for c in COURSES]
+    runtime_classroom.redeploy(hub, auth, courses=moved)
     yield hub, bob, token
     hub.stop()
 
@@ -194,6 +196,18 @@ def test_removed_student_leaves_the_course_groups_after_redeploy(redeployed, lda
     status, group = hub.api(f"/groups/{contract.nbgrader_group('intro')}", token)
     assert status == 200, group
     assert "bob" not in group["users"]
+
+
+def test_a_student_moved_to_another_course_leaves_the_old_group(redeployed, ldap_server):
+    """alice stays a user (she takes stats now), so only the groups can keep her out of intro."""
+    hub, _, _ = redeployed
+    token = hub.login(ADMINS[0], ldap_server.password(ADMINS[0])).new_token()
+    groups = {}
+    for course in ("intro", "stats"):
+        status, group = hub.api(f"/groups/{contract.nbgrader_group(course)}", token)
+        assert status == 200, group
+        groups[course] = group["users"]
+    assert "alice" not in groups["intro"] and "alice" in groups["stats"]
 
 
 # ---- dummy login (local trials) ------------------------------------------------------------

@@ -17,22 +17,10 @@ import pytest
 
 from tasks import contract
 from tests.integration.runtime import nbgrader as nbg
-from tests.integration.runtime.podrun import RuntimePods, shared
 
 pytestmark = pytest.mark.integration
 
-from tests.integration import conftest as _conftest  # noqa: E402
-if not hasattr(_conftest, "runtime_classroom"):  # until conftest imports the runtime fixtures
-    from tests.integration.runtime.fixtures import (courses, hub_venv, ldap_server,  # noqa: F401
-                                                    runtime_classroom)
-
 COURSE = "intro"
-
-
-@pytest.fixture(scope="module")
-def pods(request, docker_client, runtime_classroom, courses, tmp_path_factory) -> RuntimePods:
-    return shared(request, "pods", lambda: RuntimePods(docker_client, runtime_classroom,
-                                                       tmp_path_factory.mktemp("pods"), courses))
 
 
 @pytest.fixture(scope="module")

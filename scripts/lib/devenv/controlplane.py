@@ -45,6 +45,9 @@ class Component:
     url: Callable[["ControlPlane"], str]
     # restarted when the API server moved to another port (its kubeconfig changed)
     follows_apiserver: bool = True
+    # restarted when it runs with other arguments than this version of the tool gives it
+    # (cheap to restart, holds no state of its own)
+    restart_on_new_command: bool = False
     program: str = ""  # argv[0]'s name, to tell the daemon from e.g. a `tail` of its files
 
     @property
@@ -133,6 +136,9 @@ class ControlPlane:
             if comp.follows_apiserver and restart_clients:
                 stop_pidfile(comp.name, self.pidfile(comp.name), comp.marker(self))
             pid = live_pid(self.pidfile(comp.name), comp.marker(self))
+            if pid and comp.restart_on_new_command and _cmdline(pid) != comp.command(self):
+                log(f"control plane: restarting {comp.name}: its arguments changed")
+                pid = None
             if pid and self._answers(comp):
                 log(f"control plane: reusing {comp.name} at {comp.url(self)} (pid {pid})")
             else:
@@ -255,6 +261,13 @@ def _ports_of(name: str) -> tuple[str, ...]:
     return {"etcd": ("etcd", "etcd-peer"), "pv-provisioner": ()}.get(name, (name,))
 
 
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
+    except OSError:
+        return []
+
+
 def _exists(api: KubeApi, path: str) -> bool:
     try:
         return api.get_or_none(path) is not None
@@ -367,6 +380,12 @@ def _kwok_cmd(cp: ControlPlane) -> list[str]:
             "--manage-all-nodes=false",
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             "--manage-nodes-with-label-selector=",
+            # Heartbeats through node Leases, as kubelets send them. Without a lease duration
+            # kwok 0.7 renews no Lease and refreshes a node's status only every 10-20 minutes,
+            # so after the node monitor grace period (50 s) the node lifecycle controller
+            # marks the nodes Unknown and their pods not Ready: Deployments lose their
+            # availability a minute after start and `helm --wait` never succeeds.
+            "--node-lease-duration-seconds=40",
             "--cidr=10.244.0.0/16", "--node-ip=10.0.0.1",
             f"--server-address=127.0.0.1:{cp.ports['kwok']}"]
 
@@ -393,7 +412,7 @@ COMPONENTS: list[Component] = [
               lambda cp: f"https://127.0.0.1:{cp.ports.get('kube-scheduler', 0)}"),
     Component("kwok", lambda cp: f"--kubeconfig={cp.component_kubeconfig('kwok')}", _kwok_cmd,
               lambda cp: http_ok(f"http://127.0.0.1:{cp.ports.get('kwok', 0)}/healthz"),
-              lambda cp: f"http://127.0.0.1:{cp.ports.get('kwok', 0)}"),
+              lambda cp: f"http://127.0.0.1:{cp.ports.get('kwok', 0)}", restart_on_new_command=True),
     Component("pv-provisioner", _provisioner_marker, _provisioner_cmd, _provisioner_running,
               lambda cp: f"StorageClass {STORAGE_CLASS}, volumes in {cp.dir / 'volumes'}",
               program=os.path.basename(sys.executable)),

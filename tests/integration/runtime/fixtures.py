@@ -124,3 +124,13 @@ def loaded_hub(runtime_release, tmp_path_factory, hub_venv) -> dict:
     """What the hub loads from that release: {"pods": {student, instructor: V1Pod dict}, "config": ...}
     (runtime/spawn.py: JupyterHub's own initialize() and KubeSpawner's get_pod_manifest())."""
     return spawn.load(runtime_release, [STUDENT, INSTRUCTOR], tmp_path_factory.mktemp("spawn"), hub_venv)
+
+
+@pytest.fixture(scope="session")
+def pods(docker_client, runtime_classroom, courses, tmp_path_factory):
+    """The classroom's pods on the Docker Engine (runtime/podrun.py), shared by the pod,
+    nbgrader and browser tests: one hub, one exchange, servers made on first use."""
+    from tests.integration.runtime.podrun import RuntimePods
+    runtime = RuntimePods(docker_client, runtime_classroom, tmp_path_factory.mktemp("pods"), courses)
+    yield runtime
+    runtime.close()

@@ -59,6 +59,8 @@ from pathlib import Path
 
 import yaml
 
+from tests.conftest import Project
+
 
 REPO = Path(__file__).resolve().parents[3]
 # The tree the harness takes config/, helm/, images/, dodo.py and tasks/ from: the
@@ -98,31 +100,13 @@ def _merge(base: dict, overlay: dict) -> dict:
 
 
 @dataclass
-class ClassroomProject:
-    """A classroom project on disk, run through the real `doit` of SOURCE."""
-    root: Path
-    registry: str
-    helm: str
-
-    @property
-    def config(self) -> Path:
-        return self.root / "config"
-
-    @property
-    def dep_file(self) -> Path:
-        return self.root / ".doit" / "state.json"
-
-    @property
-    def secrets_file(self) -> Path:
-        return self.root / ".classroom" / "secrets.env"
+class ClassroomProject(Project):
+    """A classroom project on disk (tests.conftest.Project), run through the real `doit` of SOURCE."""
+    registry: str = ""
+    helm: str = ""
 
     def env(self, **extra) -> dict:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CLASSTOOLS_")}
-        env.update(CLASSTOOLS_CONFIG=str(self.config), CLASSTOOLS_DEP_FILE=str(self.dep_file),
-                   CLASSTOOLS_SECRETS_FILE=str(self.secrets_file), CLASSTOOLS_HELM=self.helm,
-                   PYTHONPATH=str(SOURCE))
-        env.update(extra)
-        return env
+        return super().env(CLASSTOOLS_HELM=self.helm, PYTHONPATH=str(SOURCE), **extra)
 
     def configure(self, classroom: dict | None = None, courses: list | None = None):
         """Deep-merge `classroom` into the copied classroom.yaml; replace the courses."""

@@ -33,8 +33,7 @@ def server_extensions(server: Server) -> dict[str, bool]:
 
 _CONFIG = textwrap.dedent("""
     import json, sys
-    from nbgrader.apps import NbGraderAPI  # loads the config files as every nbgrader command does
-    from nbgrader.apps.baseapp import NbGrader
+    from nbgrader.apps.baseapp import NbGrader  # loads the config files as every nbgrader command does
     app = NbGrader()
     app.initialize([])
     c = app.config

@@ -178,7 +178,8 @@ class Pod:
         self.sandbox = None
         self.ports: dict[int, int] = {}              # containerPort -> host port on 127.0.0.1
         self.pod_ip = ""
-        self.empty_dirs: dict[str, str] = {}
+        self.empty_dirs: dict[str, str] = {}         # emptyDir volume -> docker volume
+        self.object_dirs: dict[str, str] = {}        # configMap/secret volume -> host directory
 
     # -- setup helpers --
 
@@ -233,6 +234,7 @@ class Pod:
                 data = {}
             else:
                 raise
+        # under a 0700 directory of this pod (mkdtemp): a Secret's files are nobody else's to read
         directory = self.tmp / "objects" / volume["name"]
         directory.mkdir(parents=True)
         default_mode = source.get("defaultMode", 0o644)
@@ -283,9 +285,9 @@ class Pod:
             elif "configMap" in volume or "secret" in volume:
                 kind, source = ("ConfigMap", volume["configMap"]) if "configMap" in volume \
                     else ("Secret", volume["secret"])
-                directory = self._object_dir(volume, kind, source) if volume["name"] not in self.empty_dirs \
-                    else self.empty_dirs[volume["name"]]
-                self.empty_dirs[volume["name"]] = directory
+                if volume["name"] not in self.object_dirs:
+                    self.object_dirs[volume["name"]] = self._object_dir(volume, kind, source)
+                directory = self.object_dirs[volume["name"]]
                 source_path = f"{directory}/{sub_path}" if sub_path else directory
                 if sub_path and not os.path.exists(source_path):
                     raise PodError(f"{kind} volume {volume['name']} has no {sub_path!r}")
@@ -522,11 +524,11 @@ class Pod:
         if self.sandbox is not None:
             _ignore_missing(lambda: self.sandbox.remove(force=True))
             self.sandbox = None
-        for name, value in self.empty_dirs.items():
-            if not value.startswith("/"):
-                _ignore_missing(lambda v=value: self.client.volumes.get(v).remove(force=True))
+        for volume in self.empty_dirs.values():
+            _ignore_missing(lambda v=volume: self.client.volumes.get(v).remove(force=True))
         self.empty_dirs.clear()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.object_dirs.clear()
+        shutil.rmtree(self.tmp, ignore_errors=True)  # the Secrets' files with it
 
 
 def remove_leftovers(client, label_value: str | None = None):
@@ -701,19 +703,24 @@ class RuntimePods:
 
     def __init__(self, client, runtime_classroom, workdir: Path, courses: list[dict]):
         self.client = client
-        self.gateway = bridge_gateway(client)
-        self.git = GitServer(workdir / "git", self.gateway)
-        self.courses = [dict(course, repo=self.git.repo(course["name"], COURSE_FILES.get(course["name"], {
-            "README.md": f"# {course['name']}\n"}))) for course in courses]
-        self.hub = runtime_classroom.start(courses=self.courses)
-        self.rendered = self.hub.rendered
+        self.workdir = workdir
         self.claims = Claims(client)
         self.forwards: dict[int, Forward] = {}
         self.pods: list[Pod] = []
         self.tokens: dict[str, str] = {}
         self.servers: dict[str, Server] = {}
-        self.workdir = workdir
-        self.run_jobs()
+        self.git = None
+        try:
+            self.gateway = bridge_gateway(client)
+            self.git = GitServer(workdir / "git", self.gateway)
+            self.courses = [dict(course, repo=self.git.repo(course["name"], COURSE_FILES.get(
+                course["name"], {"README.md": f"# {course['name']}\n"}))) for course in courses]
+            self.hub = runtime_classroom.start(courses=self.courses)
+            self.rendered = self.hub.rendered
+            self.run_jobs()
+        except BaseException:
+            self.close()
+            raise
 
     def run_jobs(self):
         """The release's Jobs (the exchange's preparation), to completion, as an install runs them."""
@@ -792,7 +799,8 @@ class RuntimePods:
         self.claims.remove_all()
         for forward in self.forwards.values():
             forward.close()
-        self.git.close()
+        if self.git is not None:
+            self.git.close()
 
 
 @dataclass
@@ -843,14 +851,3 @@ class Server:
                 raise AssertionError(f"GET {self.url + path} as {self.user}: {exc.code}\n"
                                      f"{self.pod.logs(self.container, 30)}") from None
             return Response(exc.code, exc.read().decode(errors="replace"))
-
-
-def shared(request, key: str, make):
-    """One object per test session (made on first use, closed at the end), for fixtures
-    defined in several test modules."""
-    cache = request.config.__dict__.setdefault("_classtools_runtime_shared", {})
-    if key not in cache:
-        value = make()
-        cache[key] = value
-        request.config.add_cleanup(value.close)
-    return cache[key]
