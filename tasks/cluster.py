@@ -6,8 +6,9 @@ the cluster carries the label, asked of the cluster itself: a lost dep file
 or a renamed kube context of the same cluster does no work.
 
 A cluster is known by what it is, not by what a kube context is called: its
-API server and the UID of its kube-system namespace (`identity`), which a
-new cluster behind the same address does not share.
+API server and the UID of its kube-system namespace (`identity`, recorded in
+the results of cluster:hub-node and release:jupyterhub), which a new cluster
+behind the same address does not share.
 
 Teardown (`doit clean cluster release`) says what goes before it goes.
 """
@@ -41,33 +42,6 @@ def identity(config) -> dict:
     uid = kube.kubectl("get", "namespace", "kube-system", "-o", "jsonpath={.metadata.uid}",
                        context=context(config)).stdout.strip()
     return {"server": server, "kube_system_uid": uid}
-
-
-class same_cluster:  # lower case, like doit's own uptodate helpers
-    """doit `uptodate` entry: true while the kube context reaches the cluster of the last success.
-
-    Asked only when doit considers the task, so `doit list` and tasks that do
-    not deploy never talk to a cluster."""
-
-    STATE_KEY = "_cluster"
-
-    def __init__(self, config):
-        self.config = config
-        self.found: dict | None = None
-
-    def configure_task(self, task):
-        task.value_savers.append(lambda: {self.STATE_KEY: self.found} if self.found else {})
-
-    def __call__(self, task, values):
-        from tasks import kube
-        try:
-            self.found = identity(self.config)
-        except kube.KubeError:
-            return False  # the action says why the cluster cannot be reached
-        return values.get(self.STATE_KEY) == self.found
-
-    def __repr__(self):
-        return "the cluster (API server and kube-system UID) of the last deploy"
 
 
 def _labelled_nodes(config) -> list[str]:
@@ -124,7 +98,11 @@ def label_hub_node(config):
     except kube.KubeError as exc:
         return TaskFailed(f"cluster:hub-node: {exc}")
     print(f"cluster:hub-node: labelled {nodes[0]} {label}")
-    return {"node": nodes[0]}
+    try:
+        where = identity(config)
+    except kube.KubeError:
+        where = {}
+    return {"node": nodes[0], **where}
 
 
 def reserve_ip(config):

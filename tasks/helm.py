@@ -124,7 +124,7 @@ def user_values(release: str, namespace: str, context: str) -> dict | None:
 def release_status(release: str, namespace: str, context: str) -> dict | None:
     """{"status", "chart" (NAME-VERSION), "revision"} of the release's last revision, or None."""
     result = run("list", "--namespace", namespace, "--deployed", "--failed", "--pending",
-                 "--filter", f"^{re.escape(release)}$",
+                 "--filter", f"^{release}$",  # a DNS label: nothing in it is special to the regex
                  "--output", "json", *_context(context))
     found = [r for r in json.loads(result.stdout or "[]") if r.get("name") == release]
     if not found:

@@ -11,6 +11,10 @@ in that record; one made with kubectl does not, so with
 objects are also compared with its manifest by the API server (a server-side
 dry-run apply) and any drift makes the task run again, which puts the config
 back.  Secrets reach helm only in 0600 files and are compared in memory only.
+release:cert-manager and release:ingress are up to date the same way (their
+chart version and values in the release's record; cert-manager's
+ClusterIssuer as the config makes it).  A failed upgrade is rolled back by
+helm and leaves the task not done.
 Cluster preparation and teardown of the node label and IP: tasks/cluster.py.
 """
 
@@ -20,10 +24,9 @@ import json
 import os
 
 from doit.dependency import UptodateCalculator
-from doit.tools import result_dep
 
 from tasks import contract, releasespec
-from tasks.cluster import check_cluster, deploying, print_plan, same_cluster  # noqa: F401 (deploying: re-exported)
+from tasks.cluster import check_cluster, deploying, print_plan  # noqa: F401 (deploying: re-exported)
 
 # Where each secret goes in the values, and its name in the secret store. Secrets reach
 # helm only through a 0600 values file of their own; in the cluster they live in Secrets
@@ -38,37 +41,32 @@ SECRET_PATHS = tuple(SECRETS)
 HEALTH_PATH = "/api/v1/namespaces/{namespace}/services/hub:8081/proxy/hub/health"
 
 
-def _where(config) -> dict:
-    return {"release": config.classroom["release"]}
-
-
 def release_tasks(config):
     gke = config.profile == "gke"
     ingress = config.classroom["hub"]["tls"]["mode"] == "ingress"
     cluster = config.classroom["cluster"]
     if ingress:
-        from tasks.inputs import value_inputs
+        cert_manager, controller = cluster["cert_manager_chart"], cluster["ingress_chart"]
         yield {
             "name": "cert-manager",
             "doc": "Deploy cert-manager and its Let's Encrypt ClusterIssuer (TLS mode ingress)",
             "actions": [(deploy_cert_manager, [config])],
             "clean": [(uninstall, [config, "cert-manager", "cert-manager"])],
-            "uptodate": [value_inputs({"chart": cluster["cert_manager_chart"],
-                                       "values": releasespec.cert_manager_values(),
-                                       "issuer": releasespec.cluster_issuer(config), **_where(config)}),
-                         same_cluster(config)],
+            "uptodate": [chart_runs(config, "cert-manager", "cert-manager", cert_manager,
+                                   lambda ip: releasespec.cert_manager_values(),
+                                   issuer=releasespec.cluster_issuer(config))],
             "verbosity": 2,
         }
+        # No getargs for the IP, as for release:jupyterhub below: the check reads cluster:ip's result.
+        ingress_runs = chart_runs(config, "ingress", controller["name"], controller,
+                                  lambda ip: releasespec.ingress_values((ip or {}).get("address", "")))
         yield {
             "name": "ingress",
             "doc": "Deploy the ingress controller (Traefik by default) on the static IP",
-            "actions": [(deploy_ingress, [config])],
-            "clean": [(uninstall, [config, cluster["ingress_chart"]["name"], cluster["ingress_chart"]["name"]])],
-            "getargs": {"ip": ("cluster:ip", None)} if gke else {},
-            "uptodate": [value_inputs({"chart": cluster["ingress_chart"],
-                                       "values": releasespec.ingress_values(), **_where(config)}),
-                         same_cluster(config)]
-                        + ([result_dep("cluster:ip")] if gke else []),
+            "actions": [(lambda: deploy_ingress(config, ingress_runs.ip()), [])],
+            "clean": [(uninstall, [config, controller["name"], controller["name"]])],
+            "task_dep": ["cluster:ip"] if gke else [],
+            "uptodate": [ingress_runs],
             "verbosity": 2,
         }
     # The images reach the release only through the published chart (chart:package bakes them in).
@@ -194,8 +192,7 @@ def deploy_jupyterhub(config, published=None, ip=None):
     except (kube.KubeError, MissingSecret) as exc:
         return TaskFailed(f"release:jupyterhub: {exc}")
     if config.classroom["cluster"]["health_probe"]:
-        health = kube.kubectl("get", "--raw", HEALTH_PATH.format(namespace=namespace), context=context,
-                              check=False)
+        health = _probe(namespace, context)
         if health.returncode != 0:
             return TaskFailed(f"release:jupyterhub: deployed {published['version']}, but the hub's health "
                               f"endpoint does not answer through the API server's service proxy: "
@@ -204,7 +201,22 @@ def deploy_jupyterhub(config, published=None, ip=None):
     else:
         state = "hub health not probed (cluster.health_probe: false)"
     print(f"release:jupyterhub: {release} in {namespace} runs classroom {published['version']}; {state}")
-    return {"chart_version": published["version"], "namespace": namespace}
+    from tasks.cluster import identity
+    try:  # which cluster, for `doit info` (the up-to-date check asks the cluster itself)
+        where = identity(config)
+    except kube.KubeError:
+        where = {}
+    return {"chart_version": published["version"], "namespace": namespace, **where}
+
+
+def _probe(namespace: str, context: str):
+    from tasks import kube
+    return kube.kubectl("get", "--raw", HEALTH_PATH.format(namespace=namespace), context=context, check=False)
+
+
+def hub_healthy(namespace: str, context: str) -> bool:
+    """The hub answers /hub/health, asked through the API server's service proxy."""
+    return _probe(namespace, context).returncode == 0
 
 
 def desired_values(public: dict, secret: dict) -> dict:
@@ -286,6 +298,10 @@ class cluster_runs(UptodateCalculator):  # lower case, like doit's own uptodate 
             self.reason = (f"the deployed values of {release} differ from the config (drift) at "
                            f"{', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}; correcting")
             return False
+        if config.classroom["cluster"]["health_probe"] and not hub_healthy(namespace, context):
+            # a deploy whose probe failed is not done, though helm recorded it as deployed
+            self.reason = "the hub's health endpoint does not answer; deploying again"
+            return False
         if check_cluster(config):
             drifted = helm.drifted_objects(release, namespace, context)
             if drifted:
@@ -296,6 +312,53 @@ class cluster_runs(UptodateCalculator):  # lower case, like doit's own uptodate 
 
     def __repr__(self):
         return f"the cluster runs the published chart with these values ({self.reason})"
+
+
+class chart_runs(UptodateCalculator):  # lower case, like doit's own uptodate helpers
+    """doit `uptodate` of release:cert-manager and release:ingress: the cluster runs that chart
+    version with these values (the release's record) and, for cert-manager, the ClusterIssuer
+    as the config makes it."""
+
+    def __init__(self, config, task: str, release: str, chart: dict, values, issuer: dict | None = None):
+        super().__init__()
+        self.config, self.task, self.release, self.chart = config, task, release, chart
+        self.values, self.issuer = values, issuer
+
+    def __call__(self, task, values):
+        from tasks import helm, kube
+        namespace, context = self.release, self.config.classroom["cluster"]["kube_context"]
+        try:
+            reason = self._differs(helm, kube, namespace, context)
+        except kube.KubeError as exc:
+            reason = f"cannot read the deployed release ({exc}); deploying"
+        if reason:
+            print(f"release:{self.task}: {reason}")
+        return not reason
+
+    def _differs(self, helm, kube, namespace, context) -> str:
+        record = helm.release_status(self.release, namespace, context)
+        wanted = f"{self.chart['name']}-{self.chart['version']}"
+        if record is None or record["status"] != "deployed" or record["chart"] != wanted:
+            return f"the cluster does not run {wanted} as {self.release} in {namespace}; deploying"
+        deployed = helm.user_values(self.release, namespace, context) or {}
+        changed = differing_keys(deployed, desired_values(self.values(self.ip()), {}))
+        if changed:
+            return f"the deployed values of {self.release} differ from the config at {', '.join(changed[:5])}"
+        if self.issuer:
+            name = self.issuer["metadata"]["name"]
+            found = kube.kubectl("get", "clusterissuer", name, "-o", "json", context=context, check=False)
+            if found.returncode != 0 or json.loads(found.stdout or "{}").get("spec") != self.issuer["spec"]:
+                return f"the ClusterIssuer {name} is missing or differs from the config"
+        return ""
+
+    def ip(self) -> dict | None:
+        """cluster:ip's result (gke), else None."""
+        if self.config.profile != "gke" or not self.get_val:
+            return None
+        return self.get_val("cluster:ip", "_values_:") or None
+
+    def __repr__(self):
+        return f"the cluster runs {self.chart['name']} {self.chart['version']} with these values"
 
 
 # ---- teardown: `doit clean cluster release` (say what goes before it goes) ----------------

@@ -138,7 +138,7 @@ def _published(project) -> str:
     return json.loads(project.dep_file.read_text())["chart:publish"]["_values_:"]["version"]
 
 
-def test_deploys_the_published_chart_on_the_labelled_node(deployed, gcs_emulator):
+def test_deploys_the_published_chart_on_the_labelled_node(deployed, gcs_emulator, kube_cluster):
     cluster = deployed.cluster
     calls = _calls(deployed)
     label = next(i for i, c in enumerate(calls) if c["tool"] == "kubectl" and "label" in c["argv"])
@@ -167,8 +167,28 @@ def test_deploys_the_published_chart_on_the_labelled_node(deployed, gcs_emulator
     notebook = json.loads(deployed.dep_file.read_text())["image:notebook"]["_values_:"]["ref"]
     image = cluster.hub_values()["singleuser"]["image"]
     assert f"{image['name']}:{image['tag']}" == notebook
+    # The cluster's identity is recorded: the API server and its kube-system namespace's UID
+    result = json.loads(deployed.dep_file.read_text())["release:jupyterhub"]["_values_:"]
+    uid = cluster.kubectl("get", "namespace", "kube-system", "-o", "jsonpath={.metadata.uid}").stdout
+    assert (result["server"], result["kube_system_uid"]) == (kube_cluster["server"], uid)
     pvcs = {p["metadata"]["name"]: p["status"]["phase"] for p in cluster.get("pvc")["items"]}
     assert pvcs["hub-db-dir"] == "Bound" and pvcs["classroom-exchange"] == "Bound"
+
+
+def test_the_default_health_probe_fails_where_no_hub_answers_and_the_deploy_is_not_done(deployed):
+    """cluster.health_probe defaults to true: on a real cluster the hub answers through the API
+    server's service proxy; kwok's pods cannot, so the probe fails, and says so."""
+    text = (deployed.config / "classroom.yaml").read_text()
+    deployed.write("classroom.yaml", text.replace("health_probe: false", "health_probe: true"))
+    for _ in range(2):  # helm recorded the release as deployed; the task is still not done
+        result = deployed.doit()
+        assert result.returncode != 0 and "Traceback" not in result.stdout + result.stderr
+        assert "release:jupyterhub" in _ran(result)
+        assert "but the hub's health endpoint does not answer through the API server's service proxy" \
+            in result.stdout
+    assert "the hub's health endpoint does not answer; deploying again" in result.stdout
+    deployed.write("classroom.yaml", text)  # probe off: the cluster runs exactly this release
+    assert _ran(deployed.doit(check=True)) == set()
 
 
 def test_secrets_only_in_private_files(deployed):
@@ -408,6 +428,13 @@ def test_ingress_mode_brings_cert_manager_and_traefik_and_the_email_is_cert_mana
     ingress = deployed.cluster.get("ingress", "jupyterhub")  # the real z2jh Ingress, in the cluster
     assert ingress["spec"]["ingressClassName"] == "traefik"
     assert ingress["spec"]["tls"][0]["hosts"] == ["hub.example.edu"]
+    # None of the three releases deploys again while the cluster runs them, cold doit state or not
+    assert _ran(deployed.doit(check=True)) == set()
+    upgrades = len([c for c in _calls(deployed) if c["tool"] == "helm" and c["argv"][:1] == ["upgrade"]])
+    deployed.dep_file.unlink()
+    result = deployed.doit(check=True)
+    assert not {"release:cert-manager", "release:ingress", "release:jupyterhub"} & _ran(result), result.stdout
+    assert len([c for c in _calls(deployed) if c["tool"] == "helm" and c["argv"][:1] == ["upgrade"]]) == upgrades
 
     deployed.write("classroom.yaml", text.replace('email: ""', "email: it-staff@example.edu"))
     assert _ran(deployed.doit(check=True)) == {"release:cert-manager"}

@@ -78,12 +78,15 @@ def _release_name(argv):
                                                      and argv[i - 1] not in ("--install", "--all"))]
     if verb == "get":
         return positional[1] if len(positional) > 1 else ""
+    if verb == "list":
+        return option(argv, "--filter").strip("^$")
     return positional[0] if positional else ""
 
 
 def _faked(argv) -> bool:
     fake = [name for name in os.environ.get("KUBE_DOUBLE_FAKE_RELEASES", "").split(",") if name]
-    return argv[:1] in (["upgrade"], ["install"], ["get"], ["uninstall"], ["status"]) and _release_name(argv) in fake
+    return argv[:1] in (["upgrade"], ["install"], ["get"], ["uninstall"], ["status"], ["list"]) \
+        and _release_name(argv) in fake
 
 
 def _files(argv):
@@ -106,7 +109,7 @@ def helm(argv):
     if verb == "version" and os.environ.get("KUBE_DOUBLE_HELM_VERSION"):
         print(os.environ["KUBE_DOUBLE_HELM_VERSION"])  # to play an older helm
         return 0
-    if verb not in ("upgrade", "install", "get", "uninstall", "status"):
+    if verb not in ("upgrade", "install", "get", "uninstall", "status", "list"):
         os.execv(os.environ["KUBE_DOUBLE_REAL_HELM"], ["helm", *argv])
     files = {}
     values = {}
@@ -137,6 +140,12 @@ def helm(argv):
                                            "version": option(argv, "--version")}
         save("releases.json", releases)
         print(f'Release "{name}" has been upgraded. Happy Helming! (double)')
+        return 0
+    if verb == "list":
+        name = _release_name(argv)
+        found = releases.get(f"{option(argv, '--namespace', 'default')}/{name}")
+        print(json.dumps([{"name": name, "status": "deployed", "revision": "1",
+                           "chart": f"{found['chart']}-{found['version']}"}] if found else []))
         return 0
     if verb == "get":
         key = f"{option(argv, '--namespace', 'default')}/{argv[2]}"
@@ -171,9 +180,16 @@ def kubectl(argv):
         files[str(path)] = {"mode": oct(stat.S_IMODE(path.stat().st_mode)), "content": json.loads(path.read_text())}
     record("kubectl", argv, files)
     issuer = any(entry["content"].get("kind") == "ClusterIssuer" for entry in files.values())
+    args = [a for i, a in enumerate(argv) if a != "--context" and (i == 0 or argv[i - 1] != "--context")]
+    if args[:2] == ["get", "clusterissuer"]:  # what `apply` of a ClusterIssuer recorded
+        found = load("applied.json", {}).get(f"ClusterIssuer/{args[2]}")
+        if not found:
+            print(f'Error from server (NotFound): clusterissuers "{args[2]}" not found', file=sys.stderr)
+            return 1
+        print(json.dumps(found))
+        return 0
     if PASS and not issuer:  # only cert-manager's ClusterIssuer has no CRD to go to
         os.execv(os.environ["KUBE_DOUBLE_REAL_KUBECTL"], ["kubectl", *argv])
-    args = [a for i, a in enumerate(argv) if a != "--context" and (i == 0 or argv[i - 1] != "--context")]
     nodes = load("nodes.json", {"node/pool-a-1": {}, "node/pool-a-2": {}})
     if args[:2] == ["get", "nodes"]:
         selector = option(args, "-l")
