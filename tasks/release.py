@@ -26,7 +26,7 @@ import os
 from doit.dependency import UptodateCalculator
 
 from tasks import contract, releasespec
-from tasks.cluster import check_cluster, deploying, print_plan  # noqa: F401 (deploying: re-exported)
+from tasks.cluster import check_cluster, print_plan
 
 # Where each secret goes in the values, and its name in the secret store. Secrets reach
 # helm only through a 0600 values file of their own; in the cluster they live in Secrets

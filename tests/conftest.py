@@ -118,3 +118,14 @@ def project(tmp_path) -> Project:
     root = tmp_path / "classroom"
     shutil.copytree(REPO / "config", root / "config")
     return Project(root)
+
+
+def wait_until(what: str, check, timeout: float):
+    """The first truthy value of check(), polled each second; fails the test after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"{what}: not within {timeout}s"
+        time.sleep(1)

@@ -12,11 +12,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -45,13 +46,7 @@ def _get(services: dict, *args: str) -> dict:
 
 
 def _wait_for(what: str, check, timeout: float = WAIT):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what}: not within {timeout}s"
-        time.sleep(1)
+    return wait_until(what, check, timeout)
 
 
 def _our_processes(dev: Path) -> dict[str, list[int]]:

@@ -19,13 +19,13 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.conftest import wait_until
 from tests.integration.conftest import JUPYTERHUB_VERSION
 from tests.integration.test_chart import GKE, HERE, _classroom, _ran
 
@@ -81,13 +81,7 @@ class Cluster:
         return yaml.safe_load(base64.b64decode(secret["data"]["values.yaml"]))
 
     def wait_for(self, what, check, timeout=WAIT):
-        deadline = time.monotonic() + timeout
-        while True:
-            value = check()
-            if value:
-                return value
-            assert time.monotonic() < deadline, f"{what}: not within {timeout}s"
-            time.sleep(1)
+        return wait_until(what, check, timeout)
 
 
 @pytest.fixture
