@@ -20,7 +20,6 @@ from __future__ import annotations
 import re
 
 from tasks import contract
-from tasks.formats import ldap_port
 
 ACME_SERVERS = {
     "production": "https://acme-v02.api.letsencrypt.org/directory",
@@ -99,6 +98,7 @@ def groups(config) -> dict:
 
 def ldap_settings(ldap: dict) -> dict:
     """`LDAPAuthenticator` traits (jupyterhub-ldapauthenticator 2.0.2)."""
+    from tasks.formats import ldap_port  # here: formats compiles its patterns, a no-op run needs none
     settings = {
         "server_address": ldap["server"],
         "server_port": ldap_port(ldap["port"], ldap["tls_strategy"]),
