@@ -54,6 +54,11 @@ def _image(ref: str) -> dict:
     return {"name": name, "tag": tag}
 
 
+def _db_password() -> dict:
+    """The db root password, as a container's env reads it from the chart's Secret."""
+    return {"valueFrom": {"secretKeyRef": {"name": contract.DB_SECRET, "key": contract.DB_PASSWORD_KEY}}}
+
+
 def db_sidecar(db_ref: str) -> dict:
     """The student's own MariaDB beside the notebook: reachable from the notebook only.
 
@@ -66,8 +71,7 @@ def db_sidecar(db_ref: str) -> dict:
         # Options alone go to mariadbd (images/db/docker-entrypoint); the command line
         # overrides the image's bind-address = 0.0.0.0.
         "args": ["--bind-address=127.0.0.1"],
-        "env": [{"name": "MYSQL_ROOT_PASSWORD", "valueFrom": {"secretKeyRef": {
-            "name": contract.DB_SECRET, "key": contract.DB_PASSWORD_KEY}}}],
+        "env": [{"name": "MYSQL_ROOT_PASSWORD", **_db_password()}],
         "securityContext": {"runAsUser": 999, "runAsGroup": 999, "runAsNonRoot": True,
                             "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
         "volumeMounts": [{"name": contract.HOME_VOLUME, "mountPath": DB_DATA_MOUNT,
@@ -107,8 +111,7 @@ def db_env() -> dict:
         "DB_HOST": "127.0.0.1",
         "DB_PORT": str(DB_PORT),
         "DB_USER": "root",
-        "DB_PASSWORD": {"valueFrom": {"secretKeyRef": {"name": contract.DB_SECRET,
-                                                       "key": contract.DB_PASSWORD_KEY}}},
+        "DB_PASSWORD": _db_password(),
     }
 
 

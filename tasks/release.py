@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import NamedTuple
 
 from doit.dependency import UptodateCalculator
 
@@ -41,30 +42,52 @@ SECRET_PATHS = tuple(SECRETS)
 HEALTH_PATH = "/api/v1/namespaces/{namespace}/services/hub:8081/proxy/hub/health"
 
 
+class AddonRelease(NamedTuple):
+    """One of TLS mode ingress's extra releases, as deployed, checked, torn down and rendered."""
+    release: str
+    namespace: str
+    chart: dict          # cluster.cert_manager_chart / cluster.ingress_chart
+    values: list
+
+
+def addon_releases(config, ip=None) -> dict[str, AddonRelease]:
+    """Task name -> release: cert-manager (in its own namespace) and the ingress controller
+    (named, and namespaced, after its chart), on cluster:ip's address when there is one."""
+    cluster = config.classroom["cluster"]
+    controller = cluster["ingress_chart"]
+    address = ip.get("address", "") if isinstance(ip, dict) else (ip or "")
+    return {
+        "cert-manager": AddonRelease("cert-manager", "cert-manager", cluster["cert_manager_chart"],
+                                     [releasespec.cert_manager_values()]),
+        "ingress": AddonRelease(controller["name"], controller["name"], controller,
+                                [releasespec.ingress_values(address)]),
+    }
+
+
 def release_tasks(config):
     gke = config.profile == "gke"
     ingress = config.classroom["hub"]["tls"]["mode"] == "ingress"
-    cluster = config.classroom["cluster"]
     if ingress:
-        cert_manager, controller = cluster["cert_manager_chart"], cluster["ingress_chart"]
+        addons = addon_releases(config)
+        cert_manager, controller = addons["cert-manager"], addons["ingress"]
         yield {
             "name": "cert-manager",
             "doc": "Deploy cert-manager and its Let's Encrypt ClusterIssuer (TLS mode ingress)",
             "actions": [(deploy_cert_manager, [config])],
-            "clean": [(uninstall, [config, "cert-manager", "cert-manager"])],
-            "uptodate": [chart_runs(config, "cert-manager", "cert-manager", cert_manager,
-                                   lambda ip: releasespec.cert_manager_values(),
+            "clean": [(uninstall, [config, cert_manager.release, cert_manager.namespace])],
+            "uptodate": [chart_runs(config, "cert-manager", cert_manager.release, cert_manager.chart,
+                                   lambda ip: cert_manager.values[0],
                                    issuer=releasespec.cluster_issuer(config))],
             "verbosity": 2,
         }
         # No getargs for the IP, as for release:jupyterhub below: the check reads cluster:ip's result.
-        ingress_runs = chart_runs(config, "ingress", controller["name"], controller,
-                                  lambda ip: releasespec.ingress_values((ip or {}).get("address", "")))
+        ingress_runs = chart_runs(config, "ingress", controller.release, controller.chart,
+                                  lambda ip: addon_releases(config, ip)["ingress"].values[0])
         yield {
             "name": "ingress",
             "doc": "Deploy the ingress controller (Traefik by default) on the static IP",
             "actions": [(lambda: deploy_ingress(config, ingress_runs.ip()), [])],
-            "clean": [(uninstall, [config, controller["name"], controller["name"]])],
+            "clean": [(uninstall, [config, controller.release, controller.namespace])],
             "task_dep": ["cluster:ip"] if gke else [],
             "uptodate": [ingress_runs],
             "verbosity": 2,
@@ -113,9 +136,9 @@ def deploy_cert_manager(config):
     from doit.exceptions import TaskFailed
 
     from tasks import kube
-    chart = config.classroom["cluster"]["cert_manager_chart"]
-    failed = _helm_release(config, "release:cert-manager", "cert-manager", chart, "cert-manager",
-                           [releasespec.cert_manager_values()])
+    addon = addon_releases(config)["cert-manager"]
+    failed = _helm_release(config, "release:cert-manager", addon.release, addon.chart, addon.namespace,
+                           addon.values)
     if failed:
         return failed
     issuer = releasespec.cluster_issuer(config)
@@ -123,19 +146,20 @@ def deploy_cert_manager(config):
         kube.kubectl_apply(issuer, config.classroom["cluster"]["kube_context"])
     except kube.KubeError as exc:
         return TaskFailed(f"release:cert-manager: {exc}")
-    print(f"release:cert-manager: cert-manager {chart['version']} and ClusterIssuer {issuer['metadata']['name']}")
-    return {"version": chart["version"], "issuer": issuer["metadata"]["name"]}
+    print(f"release:cert-manager: cert-manager {addon.chart['version']} and ClusterIssuer "
+          f"{issuer['metadata']['name']}")
+    return {"version": addon.chart["version"], "issuer": issuer["metadata"]["name"]}
 
 
 def deploy_ingress(config, ip=None):
-    chart = config.classroom["cluster"]["ingress_chart"]
+    addon = addon_releases(config, ip)["ingress"]
     address = (ip or {}).get("address", "")
-    failed = _helm_release(config, "release:ingress", chart["name"], chart, chart["name"],
-                           [releasespec.ingress_values(address)])
+    failed = _helm_release(config, "release:ingress", addon.release, addon.chart, addon.namespace,
+                           addon.values)
     if failed:
         return failed
-    print(f"release:ingress: {chart['name']} {chart['version']}" + (f" on {address}" if address else ""))
-    return {"version": chart["version"], "address": address}
+    print(f"release:ingress: {addon.release} {addon.chart['version']}" + (f" on {address}" if address else ""))
+    return {"version": addon.chart["version"], "address": address}
 
 
 def hub_release_values(config, ip=None) -> tuple[dict, dict]:

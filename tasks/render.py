@@ -94,12 +94,9 @@ def render(config, out, package=None):
     hub_values = [public, merge(redacted(secret), generated_secrets(_packaged_services(archive)))]
     plans = [(config.classroom["release"]["name"], str(archive), "", "", namespace, hub_values)]
     if config.classroom["hub"]["tls"]["mode"] == "ingress":
-        cluster = config.classroom["cluster"]
-        cert_manager, ingress = cluster["cert_manager_chart"], cluster["ingress_chart"]
-        plans.append(("cert-manager", cert_manager["name"], cert_manager["repository"],
-                      cert_manager["version"], "cert-manager", [releasespec.cert_manager_values()]))
-        plans.append((ingress["name"], ingress["name"], ingress["repository"], ingress["version"],
-                      ingress["name"], [releasespec.ingress_values((ip or {}).get("address", ""))]))
+        for addon in release.addon_releases(config, ip).values():
+            plans.append((addon.release, addon.chart["name"], addon.chart["repository"],
+                          addon.chart["version"], addon.namespace, addon.values))
 
     with tempfile.TemporaryDirectory(prefix="classtools-render-") as tmp:
         written = []
