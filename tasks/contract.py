@@ -12,7 +12,6 @@ from __future__ import annotations
 # Objects of the classroom chart (namespaced).
 EXCHANGE_CLAIM = "classroom-exchange"            # RWX PVC: nbgrader's exchange
 EXCHANGE_SERVER = "classroom-exchange-nfs"       # NFS server: Deployment, Service and its RWO disk
-EXCHANGE_PREPARE = "classroom-exchange-prepare"  # Job that gives the exchange root to uid 1000
 DB_SECRET = "classroom-db"                       # the db sidecar's root password ...
 DB_PASSWORD_KEY = "root-password"                # ... under this key
 NBGRADER_CONFIGMAP = "classroom-nbgrader"        # nbgrader's global and per-course configs
@@ -76,7 +75,6 @@ def chart_names(courses: list[str]) -> dict:
     return {
         "exchangeClaim": EXCHANGE_CLAIM,
         "exchangeServer": EXCHANGE_SERVER,
-        "exchangePrepare": EXCHANGE_PREPARE,
         "dbSecret": DB_SECRET,
         "dbPasswordKey": DB_PASSWORD_KEY,
         "nbgraderConfigMap": NBGRADER_CONFIGMAP,

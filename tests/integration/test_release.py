@@ -333,6 +333,32 @@ def test_a_failed_upgrade_rolls_back_keeps_the_hub_serving_and_is_not_done(deplo
     assert cluster.hub_values()["hub"]["config"]["Authenticator"]["admin_users"] == ["dean"]
 
 
+def test_an_immutable_change_rolls_back_every_object_and_is_not_done(deployed):
+    """A PVC cannot shrink: the upgrade fails at apply, after helm has already changed other objects."""
+    cluster = deployed.cluster
+    revision = cluster.history()[-1]["revision"]
+    claim_before = cluster.get("pvc", "classroom-exchange")["spec"]["resources"]["requests"]["storage"]
+    config_before = cluster.get("configmap", "classroom-nbgrader")["metadata"]["labels"]
+    text = (deployed.config / "classroom.yaml").read_text()
+    assert "  size: 10Gi " in text, "config/classroom.yaml's exchange size line changed"
+    deployed.write("classroom.yaml", text.replace("  size: 10Gi ", "  size: 5Gi ", 1))
+    result = deployed.doit()
+    assert result.returncode != 0
+    assert "release:jupyterhub: helm upgrade failed" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+    history = cluster.history()
+    assert history[-1]["status"] == "deployed" and f"Rollback to {revision}" in history[-1]["description"]
+    assert cluster.get("pvc", "classroom-exchange")["spec"]["resources"]["requests"]["storage"] == claim_before
+    # every object is the previous revision's again (the chart version in its labels included)
+    assert cluster.get("configmap", "classroom-nbgrader")["metadata"]["labels"] == config_before
+    # Not done: the next run tries again (and fails again: the cluster cannot do this change)
+    again = deployed.doit()
+    assert again.returncode != 0 and "release:jupyterhub" in _ran(again)
+    # Back to the running size: the cluster already runs it, nothing to deploy
+    deployed.write("classroom.yaml", text)
+    assert "release:jupyterhub" not in _ran(deployed.doit(check=True))
+
+
 def test_ldap_bind_password_goes_in_the_private_file_only(deployed):
     text = (deployed.config / "classroom.yaml").read_text()
     text = text.replace("type: dummy", "type: ldap").replace('server: ""', "server: ldap.example.edu")

@@ -50,7 +50,7 @@ def test_the_drift_check_compares_objects_as_helm_owns_them():
     objects = [{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "hub"}},
                {"apiVersion": "v1", "kind": "Service",
                 "metadata": {"name": "hub", "annotations": {"prometheus.io/scrape": "true"}}},
-               {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "classroom-exchange-prepare-1"}}]
+               {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "classroom-nightly-1"}}]
     owned = helm.ownership(objects, "classroom", "rel-1")
     assert [o["kind"] for o in owned] == ["Deployment", "Service"], "a finished Job that its TTL removed is no drift"
     for obj in owned:

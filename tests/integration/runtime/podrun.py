@@ -440,16 +440,6 @@ class Pod:
             created.start()
         return self
 
-    def wait_completed(self, timeout: float = 900) -> "Pod":
-        """For a Job's pod: until every container has exited; each must exit 0."""
-        for container in self.spec["containers"]:
-            created = self.containers[container["name"]]
-            result = created.wait(timeout=timeout)
-            if result.get("StatusCode") != 0:
-                raise PodError(f"container {container['name']} of {self.name} exited "
-                               f"{result.get('StatusCode')}:\n" + created.logs(tail=40).decode(errors="replace"))
-        return self
-
     def container(self, name: str):
         return self.containers[name]
 
@@ -717,25 +707,9 @@ class RuntimePods:
                 course["name"], {"README.md": f"# {course['name']}\n"}))) for course in courses]
             self.hub = runtime_classroom.start(courses=self.courses)
             self.rendered = self.hub.rendered
-            self.run_jobs()
         except BaseException:
             self.close()
             raise
-
-    def run_jobs(self):
-        """The release's Jobs (the exchange's preparation), to completion, as an install runs them."""
-        for job in self.rendered.all("Job"):
-            if "helm.sh/hook" in (job["metadata"].get("annotations") or {}):
-                continue  # z2jh's image-awaiter hook: pre-pulls images onto nodes, nothing to run here
-            template = job["spec"]["template"]
-            manifest = {"apiVersion": "v1", "kind": "Pod",
-                        "metadata": {**template.get("metadata", {}), "name": f"{job['metadata']['name']}-0"},
-                        "spec": template["spec"]}
-            pod = self.run(manifest)
-            try:
-                pod.wait_completed()
-            finally:
-                pod.delete()
 
     def token(self, user: str) -> str:
         """A real API token of `user`, made through the hub's own API after logging in."""
