@@ -1,0 +1,144 @@
+"""An image's build context as one input: listing digest first, content digest when it changed."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tasks import imagespec
+from tasks.contextstate import SideFile, content_digest, context_unchanged, listing_digest
+from tasks.dockerignore import context_files
+
+
+@pytest.fixture
+def context(tmp_path):
+    root = tmp_path / "base"
+    (root / "sub").mkdir(parents=True)
+    (root / "Dockerfile").write_text("FROM scratch\nCOPY . /\n")
+    (root / "a.txt").write_text("a\n")
+    (root / "sub" / "b.txt").write_text("b\n")
+    (root / ".dockerignore").write_text("ignored/\n")
+    return root
+
+
+def _digests(root):
+    return lambda: imagespec.context_digests([(rel, os.path.join(root, rel)) for rel in context_files(str(root))])
+
+
+class Counting:
+    def __init__(self, inner):
+        self.inner, self.calls = inner, 0
+
+    def __call__(self):
+        self.calls += 1
+        return self.inner()
+
+
+def _touch(path, offset=10):
+    info = path.stat()
+    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns + offset * 10**9))
+
+
+@pytest.mark.parametrize("change", ["touch", "edit", "chmod", "add", "remove", "rename", "symlink", "mkdir"])
+def test_every_kind_of_change_changes_the_listing(context, change):
+    before = listing_digest([("", str(context))])
+    assert listing_digest([("", str(context))]) == before
+    target = context / "sub" / "b.txt"
+    if change == "touch":
+        _touch(target)
+    elif change == "edit":
+        target.write_text("B, longer\n")
+    elif change == "chmod":
+        target.chmod(0o755)
+    elif change == "add":
+        (context / "new.txt").write_text("n")
+    elif change == "remove":
+        target.unlink()
+    elif change == "rename":
+        target.rename(context / "sub" / "c.txt")
+    elif change == "symlink":
+        (context / "link").symlink_to("a.txt")
+    elif change == "mkdir":
+        (context / "empty").mkdir()
+    assert listing_digest([("", str(context))]) != before
+
+
+def test_prefixes_and_single_file_roots_count(context, tmp_path):
+    data = tmp_path / "data.csv"
+    data.write_text("x\n")
+    one = listing_digest([("", str(context)), ("classroom/datasets/d/", str(data))])
+    other = listing_digest([("", str(context)), ("classroom/datasets/e/", str(data))])
+    assert one != other
+    missing = listing_digest([("", str(context)), ("shared/", str(tmp_path / "absent"))])
+    assert missing != listing_digest([("", str(context))])
+
+
+def test_content_digest_orders_and_separates_entries():
+    assert content_digest({"a": "x:1", "b": "x:2"}) == content_digest({"b": "x:2", "a": "x:1"})
+    assert content_digest({"a": "x:1"}) != content_digest({"a": "-:1"})
+    assert content_digest({"ab": "c"}) != content_digest({"a": "bc"})
+
+
+def _run(check, values):
+    """As doit does: the check, then (when the task ran) the saved values become the state."""
+    up_to_date = check(None, values)
+    return up_to_date, ({} if up_to_date else check._save())
+
+
+def test_unchanged_context_is_up_to_date_without_reading_content(context, tmp_path):
+    digests = Counting(_digests(context))
+    check = context_unchanged("base", [("", str(context))], digests, SideFile(tmp_path / "side.json"))
+    up_to_date, saved = _run(check, {})
+    assert not up_to_date and "not recorded" in repr(check) and saved[check.STATE_KEY]["content"]
+    calls = digests.calls
+    assert check(None, saved) is True
+    assert digests.calls == calls, "an unchanged listing reads no content"
+
+
+def test_a_touch_or_an_ignored_file_changes_nothing_and_is_remembered(context, tmp_path):
+    digests = Counting(_digests(context))
+    side = SideFile(tmp_path / "side.json")
+    check = context_unchanged("base", [("", str(context))], digests, side)
+    _, state = _run(check, {})
+    _touch(context / "a.txt")
+    (context / "ignored").mkdir()
+    (context / "ignored" / "big.bin").write_bytes(b"\0" * 100)
+    calls = digests.calls
+    assert check(None, state) is True
+    assert digests.calls == calls + 1, "a changed listing reads the content once"
+    assert side.read()["base"]["content"] == state[check.STATE_KEY]["content"]
+    assert check(None, state) is True
+    assert digests.calls == calls + 1, "the remembered listing makes the next no-op fast again"
+
+
+@pytest.mark.parametrize("change", ["edit", "exec", "add", "dockerfile", "undo"])
+def test_a_content_change_runs_the_task(context, tmp_path, change):
+    check = context_unchanged("base", [("", str(context))], _digests(context), SideFile(tmp_path / "side.json"))
+    _, state = _run(check, {})
+    if change == "edit":
+        (context / "sub" / "b.txt").write_text("b2\n")
+    elif change == "exec":
+        (context / "a.txt").chmod(0o755)
+    elif change == "add":
+        (context / "sub" / "c.txt").write_text("c\n")
+    elif change == "dockerfile":
+        (context / "Dockerfile").write_text("FROM scratch\nCOPY . /srv/\n")
+    elif change == "undo":  # an edit undone is no change
+        (context / "a.txt").write_text("changed\n")
+        (context / "a.txt").write_text("a\n")
+        assert check(None, state) is True
+        return
+    assert check(None, state) is False and repr(check) == "build context changed"
+    _, state = _run(check, state)
+    assert check(None, state) is True
+
+
+def test_a_damaged_side_file_only_costs_a_content_digest(context, tmp_path):
+    side = SideFile(tmp_path / "side.json")
+    side.path.write_text("{not json")
+    check = context_unchanged("base", [("", str(context))], _digests(context), side)
+    _, state = _run(check, {})
+    _touch(context / "a.txt")
+    assert check(None, state) is True
+    assert side.read()["base"]["listing"] != state[check.STATE_KEY]["listing"]
