@@ -10,17 +10,24 @@ Config is validated when this file loads, so every doit command (`doit`,
 `doit list`, `doit info`, ...) refuses bad input before any task runs.
 Heavy libraries (docker, google.cloud) are imported inside actions only:
 a no-op `doit` costs little more than doit's own start-up.
+
+Once the config is valid, and only then, the run may touch the disk: doit's
+state is saved atomically (tasks/statefile.py), and a command that can change
+something waits for any other `doit` of this project and cleans up after a
+killed one (tasks/runlock.py); `list`, `info` and `help` never wait.
 """
 
-from pathlib import Path
-
-from tasks import chart, cluster, config as classroom, diagnosis, images, local, release, render, secretstore
+from tasks import chart, cluster, config as classroom, diagnosis, images, local, release, render, runlock, \
+    secretstore, statefile
 
 CONFIG = classroom.load_or_exit()
 # Deploying is part of the default run in profile gke (or with cluster.deploy: always).
 DEFAULT_TASKS = ["secrets", "image", "chart"] + (["cluster", "release"] if cluster.deploying(CONFIG) else [])
 DOIT_CONFIG = {**classroom.doit_settings(CONFIG), "default_tasks": DEFAULT_TASKS}
-Path(DOIT_CONFIG["dep_file"]).parent.mkdir(parents=True, exist_ok=True)
+runlock.install_crash_hook()  # the crash test's kill points; nothing unless CLASSTOOLS_CRASH_AT is set
+statefile.install()
+# Where a killed run may have left half-written files: the chart archives, the secrets.
+runlock.start_run(DOIT_CONFIG["dep_file"], temp_dirs=[chart.output_dir(CONFIG), secretstore.SecretStore().path.parent])
 
 
 def task_secrets():

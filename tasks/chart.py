@@ -7,6 +7,11 @@ error; in the `local` profile (often offline) the chart tasks say so and
 step aside, and everything that does not need the chart still runs.  A skip
 is remembered: later no-op runs do not knock on the repository again; a new
 local copy, a config change or new images make the chart task try again.
+
+`chart:publish` is done only while the bucket's index lists the published
+version: its up-to-date check asks the bucket (one small metadata request when
+nobody wrote the index since), so an entry lost from the index is published
+again by the next run.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+from doit.dependency import UptodateCalculator
 from doit.tools import result_dep
 
 from tasks.dockerignore import Matcher, context_files
@@ -76,11 +82,38 @@ def chart_tasks(config):
         "name": "publish",
         "doc": "Publish the packaged chart to the charts bucket as a helm repository",
         "actions": [(publish_chart, [config])],
-        "uptodate": [config_inputs(config, *PUBLISH_KEYS), result_dep("chart:package")],
+        "uptodate": [config_inputs(config, *PUBLISH_KEYS), result_dep("chart:package"),
+                     index_lists_published(config)],
         "getargs": {"package": ("chart:package", None)},
         "verbosity": 2,
     }
     return [package, publish]
+
+
+class index_lists_published(UptodateCalculator):  # lower case, like doit's own uptodate helpers
+    """doit `uptodate` of chart:publish: the bucket's index still lists the version
+    this task published, with its digest. Asks only when nothing else already says
+    the task must run; a bucket that cannot be asked counts as not listing it (the
+    action then says what is wrong)."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+
+    def __call__(self, task, values):
+        if not values or "version" not in values or "digest" not in values:
+            return None  # skipped or never published: the other checks decide
+        package = (self.get_val("chart:package", "_values_:") or {}) if self.get_val else {}
+        if package.get("digest") != values["digest"]:
+            return None  # another archive to publish: result_dep already runs the task
+        from tasks import chart_repo
+        repository = chart_repo.open_repository(self.config.classroom["buckets"]["charts"],
+                                                self.config.project_dir)
+        listed, why = repository.still_lists(CHART_NAME, values["version"], values["digest"],
+                                             values.get("index"))
+        if not listed and why:
+            print(f"chart:publish: {why}; publishing {CHART_NAME} {values['version']} again", flush=True)
+        return listed
 
 
 def _fetch_upstream(config, log) -> tuple[Path | None, str]:
@@ -187,12 +220,34 @@ def publish_chart(config, package=None):
         entry = chartspec.index_entry(files, package["digest"], f"{base_url.rstrip('/')}/{path.name}", created)
         repository.check_index(entry)  # a corrupt or conflicting index: stop before uploading
         uploaded = repository.upload_chart(path.name, data)
-        indexed = repository.add_to_index(entry)
+        indexed, conflicts, token = _index_and_confirm(repository, entry)
     except chart_repo.ChartRepoError as exc:
         return TaskFailed(f"chart:publish: {exc}")
     state = "published" if uploaded or indexed else "already published"
-    print(f"chart:publish: {state}: {path.name} in {repository.where} ({base_url})", flush=True)
-    return {"version": package["version"], "repository": base_url, "digest": package["digest"]}
+    raced = f"; index merged after {conflicts} concurrent write(s)" if conflicts else ""
+    print(f"chart:publish: {state}: {path.name} in {repository.where} ({base_url}){raced}", flush=True)
+    # `index`: the index generation (or file identity) the entry was read back in; the
+    # up-to-date check asks whether the index is still that one, or else still lists it.
+    return {"version": package["version"], "repository": base_url, "digest": package["digest"],
+            "index": token}
+
+
+def _index_and_confirm(repository, entry) -> tuple[bool, int, str]:
+    """Merges ENTRY into the index and reads it back: (changed?, conflicts, token of the
+    index that lists it). Only a writer that ignores generations can remove the entry
+    again at once; then it is merged again, a few rounds at most."""
+    from tasks import chart_repo
+    indexed_any, conflicts = False, 0
+    for _ in range(chart_repo.CONFIRM_ROUNDS):
+        indexed, lost_races = repository.add_to_index(entry)
+        indexed_any, conflicts = indexed_any or indexed, conflicts + lost_races
+        token = repository.confirm(entry)
+        if token is not None:
+            return indexed_any, conflicts, token
+    raise chart_repo.ChartRepoError(
+        f"{repository.where}/{chart_repo.INDEX} does not list {entry['name']} {entry['version']} when read "
+        f"back, {chart_repo.CONFIRM_ROUNDS} times after writing it: something rewrites the index without "
+        "generation preconditions")
 
 
 def _chart_yaml_from(data: bytes) -> bytes:

@@ -54,9 +54,9 @@ def _image(ref: str) -> dict:
     return {"name": name, "tag": tag}
 
 
-def _db_password() -> dict:
-    """The db root password, as a container's env reads it from the chart's Secret."""
-    return {"valueFrom": {"secretKeyRef": {"name": contract.DB_SECRET, "key": contract.DB_PASSWORD_KEY}}}
+def _db_secret(key: str) -> dict:
+    """A password of the chart's db Secret, as a container's env reads it."""
+    return {"valueFrom": {"secretKeyRef": {"name": contract.DB_SECRET, "key": key}}}
 
 
 def db_sidecar(db_ref: str) -> dict:
@@ -64,14 +64,20 @@ def db_sidecar(db_ref: str) -> dict:
 
     It shares the pod's network with the notebook, so it listens on 127.0.0.1;
     its datadir lives in the home volume, so the data survives a server stop.
+    Root's password stays in this container; at every start the entrypoint
+    makes the notebook's account (contract.DB_USER) with rights on its own
+    database only, whatever an older release's datadir holds.
     """
     return {
         "name": "db",
         "image": db_ref,
-        # Options alone go to mariadbd (images/db/docker-entrypoint); the command line
-        # overrides the image's bind-address = 0.0.0.0.
+        # Options alone go to mariadbd (images/db/docker-entrypoint). The image binds to
+        # 127.0.0.1 by itself; said here too, so that no image default can open it.
         "args": ["--bind-address=127.0.0.1"],
-        "env": [{"name": "MYSQL_ROOT_PASSWORD", **_db_password()}],
+        "env": [{"name": "MYSQL_ROOT_PASSWORD", **_db_secret(contract.DB_PASSWORD_KEY)},
+                {"name": "MARIADB_USER", "value": contract.DB_USER},
+                {"name": "MARIADB_DATABASE", "value": contract.DB_NAME},
+                {"name": "MARIADB_PASSWORD", **_db_secret(contract.DB_USER_PASSWORD_KEY)}],
         "securityContext": {"runAsUser": 999, "runAsGroup": 999, "runAsNonRoot": True,
                             "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
         "volumeMounts": [{"name": contract.HOME_VOLUME, "mountPath": DB_DATA_MOUNT,
@@ -105,13 +111,15 @@ def prepare_db_dir(notebook_ref: str) -> dict:
 def db_env() -> dict:
     """DB_* for classroom-start, which turns them into DATABASE_URL (%sql) and MYSQL_*.
 
-    KubeSpawner drops non-string values of its environment: the port is a string.
+    The notebook's own account and database, never root's password.  KubeSpawner
+    drops non-string values of its environment: the port is a string.
     """
     return {
         "DB_HOST": "127.0.0.1",
         "DB_PORT": str(DB_PORT),
-        "DB_USER": "root",
-        "DB_PASSWORD": _db_password(),
+        "DB_USER": contract.DB_USER,
+        "DB_NAME": contract.DB_NAME,
+        "DB_PASSWORD": _db_secret(contract.DB_USER_PASSWORD_KEY),
     }
 
 
@@ -204,6 +212,11 @@ def packaged_values(config, images: dict) -> dict:
                 "extraEnv": db_env(),
                 "initContainers": [prepare_db_dir(notebook_ref)],
                 "extraContainers": [db_sidecar(db_ref)],
+                # z2jh's iptables block of the cloud metadata server is a PRIVILEGED init
+                # container in every student pod.  z2jh's own singleuser NetworkPolicy
+                # (on by default, egressAllowRules.cloudMetadataServer: false) already
+                # denies that address on a cluster that enforces NetworkPolicy.
+                "cloudMetadata": {"blockWithIptables": False},
             },
         },
     }

@@ -22,13 +22,17 @@ EXIT_BAD_CONFIG = 3  # doit's own code for "error before any task runs"
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 FILE_NAMES = ("classroom.yaml", "courses.yaml", "data.yaml")
 # Validation is cached by content: a change to any of these modules drops the cache.
-_VALIDATION_SOURCES = ("config.py", "formats.py", "rules.py", "schema.py", "validation.py", "yamldoc.py")
+_VALIDATION_SOURCES = ("config.py", "datasets.py", "formats.py", "rules.py", "schema.py", "validation.py",
+                       "yamldoc.py")
 
 
 class ConfigError(Exception):
-    def __init__(self, messages: list[str]):
+    """`messages`: the lines to show (bounded per file); `count`: every problem found."""
+
+    def __init__(self, messages: list[str], count: int | None = None):
         super().__init__("\n".join(messages))
         self.messages = messages
+        self.count = len(messages) if count is None else count
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,7 @@ class Config:
         return node
 
     def path(self, value: str) -> Path:
-        target = Path(value).expanduser()
+        target = Path(os.path.expanduser(value))  # Path.expanduser raises on an unknown ~user
         return target if target.is_absolute() else self.project_dir / target
 
 
@@ -88,25 +92,34 @@ def load(directory: Path | None = None) -> Config:
 
 
 def _cache_key(directory: Path) -> str | None:
+    from tasks.yamldoc import YamlError, read_limited  # no yaml import: a cache hit parses nothing
+
     digest = hashlib.sha256()
     try:
         for name in _VALIDATION_SOURCES:
             digest.update((Path(__file__).parent / name).read_bytes())
         for name in FILE_NAMES:
-            digest.update(b"\0" + (directory / name).read_bytes())
-    except OSError:
+            # read as validation reads: a FIFO or /dev/zero in config/ must not hang this
+            digest.update(b"\0" + read_limited(directory / name))
+    except (OSError, YamlError):
         return None  # let validation say what is wrong
-    digest.update(f"\0{directory.resolve()}\0{os.environ.get(BACKEND_ENV, '')}".encode())
+    environment = "\0".join(os.environ.get(name, "") for name in (BACKEND_ENV, DEP_FILE_ENV))  # both validated
+    digest.update(f"\0{directory.resolve()}\0{environment}".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
 
 
+_MAX_CACHE_BYTES = 16 * 2**20  # three capped config files, normalized, fit many times over
+
+
 def _read_cache(cache: Path, key: str) -> Config | None:
+    from tasks.yamldoc import YamlError, read_limited
+
     try:
-        data = json.loads(cache.read_text(encoding="utf-8"))
+        data = json.loads(read_limited(cache, _MAX_CACHE_BYTES).decode("utf-8"))
         if data["key"] != key or not all(Path(p).exists() for p in data["paths"]):
             return None
         return Config(directory=Path(data["directory"]), **data["config"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, YamlError, ValueError, KeyError, TypeError):
         return None
 
 
@@ -149,9 +162,14 @@ def validate(directory: Path) -> Config:
     if backend and backend not in ("json", "dbm", "sqlite3"):
         problems.add_environment_problem(f"environment {BACKEND_ENV}: found {backend!r}; "
                                          "expected one of: json, dbm, sqlite3")
+    dep_file = os.environ.get(DEP_FILE_ENV)
+    dep_file_problem = dep_file and rules.state_file_problem(dep_file, directory.parent)
+    if dep_file_problem:
+        problems.add_environment_problem(f"environment {DEP_FILE_ENV}: found {dep_file_problem[0]}; "
+                                         f"expected {dep_file_problem[1]}")
     rules.check_all(docs, raw, problems, directory.parent)
-    if problems.lines:
-        raise ConfigError(problems.lines)
+    if problems.count:
+        raise ConfigError(problems.lines, problems.count)
     return Config(
         directory=directory,
         classroom=_normalize_users(docs["classroom.yaml"]),
@@ -174,7 +192,7 @@ def load_or_exit(directory: Path | None = None) -> Config:
     try:
         return load(directory)
     except ConfigError as exc:
-        count = len(exc.messages)
+        count = exc.count
         print(f"classroom config is invalid ({count} problem{'s' if count != 1 else ''}); "
               "nothing was run:", file=sys.stderr)
         for line in exc.messages:

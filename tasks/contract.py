@@ -12,8 +12,9 @@ from __future__ import annotations
 # Objects of the classroom chart (namespaced).
 EXCHANGE_CLAIM = "classroom-exchange"            # RWX PVC: nbgrader's exchange
 EXCHANGE_SERVER = "classroom-exchange-nfs"       # NFS server: Deployment, Service and its RWO disk
-DB_SECRET = "classroom-db"                       # the db sidecar's root password ...
-DB_PASSWORD_KEY = "root-password"                # ... under this key
+DB_SECRET = "classroom-db"                       # the db sidecar's passwords:
+DB_PASSWORD_KEY = "root-password"                # root's (the db container's only) ...
+DB_USER_PASSWORD_KEY = "user-password"           # ... and the notebook's account's
 NBGRADER_CONFIGMAP = "classroom-nbgrader"        # nbgrader's global and per-course configs
 NBGRADER_CONFIG_KEY = "nbgrader_config.py"       # the global config's key in that ConfigMap
 
@@ -28,6 +29,10 @@ NBGRADER_CONFIG_PATH = "/etc/jupyter/nbgrader_config.py"
 HOME_VOLUME = "home"                             # singleuser.storage.dynamic.volumeNameTemplate
 HOME_PATH = "/home/jovyan"                       # z2jh's singleuser.storage.homeMountPath
 DB_DATA_SUBPATH = ".classroom-db"                # the db sidecar's datadir, inside the home volume
+# The notebook's account in its db: ALL on this one database, no global privilege.
+# Letters and digits only: the db entrypoint refuses anything it would have to quote.
+DB_USER = "student"
+DB_NAME = "student"
 NOTEBOOK_UID = 1000                              # z2jh's singleuser.uid: every user and grader
 USERS_GID = 100                                  # z2jh's singleuser.fsGid
 GRADER_PORT = 8888
@@ -77,6 +82,7 @@ def chart_names(courses: list[str]) -> dict:
         "exchangeServer": EXCHANGE_SERVER,
         "dbSecret": DB_SECRET,
         "dbPasswordKey": DB_PASSWORD_KEY,
+        "dbUserPasswordKey": DB_USER_PASSWORD_KEY,
         "nbgraderConfigMap": NBGRADER_CONFIGMAP,
         "nbgraderConfigKey": NBGRADER_CONFIG_KEY,
         "hubSecret": HUB_SECRET,

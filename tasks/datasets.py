@@ -10,6 +10,7 @@ these run in actions only.
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -20,9 +21,11 @@ class DatasetError(Exception):
 
 
 def kind(source: str) -> str:
+    """gcs, git or local, by git's own rule: a URL scheme, or a colon before the first
+    slash (scp-like `user@host:path`), is remote; anything else is a path on this machine."""
     if source.startswith("gs://"):
         return "gcs"
-    if "://" in source or "@" in source.split("/")[0]:
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", source) or ":" in source.split("/", 1)[0]:
         return "git"
     return "local"
 
@@ -69,7 +72,9 @@ def identity(source: str) -> str:
         for blob in sorted(blobs, key=lambda b: b.name):
             digest.update(f"{blob.name}\0{blob.md5_hash or blob.crc32c}\0{blob.size}\n".encode())
         return "gcs:" + digest.hexdigest()
-    result = subprocess.run(["git", "ls-remote", source, "HEAD"], capture_output=True, text=True, timeout=120)
+    # `--`: the source is an operand, never an option (validation refuses a leading '-' as well)
+    result = subprocess.run(["git", "ls-remote", "--", source, "HEAD"], capture_output=True, text=True,
+                            timeout=120)
     if result.returncode != 0 or not result.stdout.strip():
         raise DatasetError(f"cannot reach git repository {source}: "
                            f"{(result.stderr.strip().splitlines() or ['no HEAD'])[-1]}")
@@ -88,7 +93,7 @@ def stage(source: str, target: Path, expected_identity: str):
             blob.download_to_filename(str(path))
     else:
         checkout = target.parent / (target.name + ".git-checkout")
-        result = subprocess.run(["git", "clone", "--quiet", "--depth", "1", source, str(checkout)],
+        result = subprocess.run(["git", "clone", "--quiet", "--depth", "1", "--", source, str(checkout)],
                                 capture_output=True, text=True, timeout=1800)
         if result.returncode != 0:
             raise DatasetError(f"cannot clone {source}: {result.stderr.strip()[-200:]}")

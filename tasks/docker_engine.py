@@ -16,6 +16,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from tasks import runlock
+
 CLI_ENV = "CLASSTOOLS_DOCKER_CLI"
 
 
@@ -118,12 +120,19 @@ def build(image: str, context: Path, tag: str, args: dict, platform: str,
         log(line)
 
     env = dict(os.environ, DOCKER_BUILDKIT="1")
+    running = sh.Command(cli)(*command, _env=env, _out=out, _err_to_out=True, _bg=True, _bg_exc=False)
+    # If this run is killed and the build client is not (a kill of doit's pid alone), the
+    # next run stops it: a BuildKit build ends with its client.
+    client_process = runlock.record_process(running.pid)
+    runlock.crash_point(f"build:{image}")  # with a delay (`@SECONDS`): killed mid-build
     try:
-        sh.Command(cli)(*command, _env=env, _out=out, _err_to_out=True)
+        running.wait()
     except sh.ErrorReturnCode as exc:
         failed = [line for line in tail if "ERROR" in line or "error" in line.lower()]
         cause = failed[-1] if failed else (tail[-1] if tail else "no output")
         raise EngineError(f"build of image {image} failed (exit {exc.exit_code}): {cause.strip()}") from None
+    finally:
+        runlock.forget_process(client_process)
     return iidfile.read_text().strip()
 
 
@@ -135,6 +144,7 @@ def push(image: str, ref: str, log) -> str:
     digest = None
     try:
         for event in client().images.push(repository, tag=tag, stream=True, decode=True):
+            runlock.crash_point(f"push:{image}")  # the push has begun
             if "error" in event:
                 raise EngineError(f"push of image {image} to {repository} failed: {event['error']}")
             digest = (event.get("aux") or {}).get("Digest", digest)

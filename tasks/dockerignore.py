@@ -16,6 +16,7 @@ import functools
 import os
 import posixpath
 import re
+import stat
 from pathlib import Path
 
 ALWAYS_SENT = ("Dockerfile", ".dockerignore")
@@ -99,6 +100,16 @@ class Matcher:
         return tuple(hit or bool(regex.match(directory)) for (_, regex), hit in zip(self.rules, above))
 
 
+def _sendable(path: str) -> bool:
+    """A regular file or a link: a FIFO, socket or device is never sent (reading one could
+    block forever or never end), as the engine stages only what this module lists."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISREG(mode) or stat.S_ISLNK(mode)
+
+
 def context_files(root: Path, matcher: Matcher | None = None) -> list[str]:
     """Sorted relative paths of the regular files and links a build of `root` sends."""
     root = Path(root)
@@ -111,7 +122,7 @@ def context_files(root: Path, matcher: Matcher | None = None) -> list[str]:
             subdirs[:] = [d for d in subdirs if not matcher.excluded(posixpath.join(rel_dir, d))]
         for name in files:
             rel = posixpath.join(rel_dir, name)
-            if rel in ALWAYS_SENT or not matcher.excluded(rel):
+            if (rel in ALWAYS_SENT or not matcher.excluded(rel)) and _sendable(os.path.join(directory, name)):
                 found.append(rel)
         for name in subdirs:
             if os.path.islink(os.path.join(directory, name)):

@@ -46,12 +46,15 @@ def _registry(value: str) -> bool:
 
 
 def _git_url(value: str) -> bool:
-    if re.fullmatch(r"(?:https?|ssh|git)://" + _HOST + r"(?::[0-9]+)?/\S+", value):
+    # Every form starts with a letter or digit: git (and nbgitpuller) get these as operands,
+    # and nothing here may read as an option.  `transport::address` (git's `ext::` runs a
+    # command) matches none of them.
+    if re.fullmatch(r"(?:https?|ssh|git)://(?:[A-Za-z0-9][A-Za-z0-9._-]*@)?" + _HOST + r"(?::[0-9]+)?/\S+", value):
         return True
-    if re.fullmatch(r"file:///\S+", value):
+    if re.fullmatch(r"file:///[^\s-]\S*", value):
         return True
     # scp-like syntax: git@github.com:org/repo.git
-    return bool(re.fullmatch(r"[A-Za-z0-9._-]+@" + _HOST + r":[^\s/]\S*", value))
+    return bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*@" + _HOST + r":[^\s/-]\S*", value))
 
 
 def _git_ref(value: str) -> bool:
@@ -69,14 +72,27 @@ def _bucket_url(value: str) -> bool:
     return value.startswith("file://") and len(value) > len("file://") and "\n" not in value
 
 
+# Linux's limits: NAME_MAX bytes per path component, PATH_MAX bytes in all (with the NUL).
+NAME_MAX, PATH_MAX = 255, 4096
+
+
+def _path(value: str) -> bool:
+    """A file path the OS can take and no command can read as an option."""
+    encoded = value.encode("utf-8", "surrogatepass")
+    return (value.strip() == value and not value.startswith("-") and len(encoded) < PATH_MAX
+            and all(len(part) <= NAME_MAX for part in encoded.split(b"/")))
+
+
 def _data_source(value: str) -> bool:
-    if value.startswith("gs://"):
-        bucket, _, _ = value[len("gs://"):].partition("/")
-        return _bucket_name(bucket)
-    if _git_url(value):
-        return True
-    # a local path: anything printable without a URL scheme
-    return "://" not in value and value.isprintable() and value.strip() == value
+    from tasks.datasets import kind  # one classification for the format and for the copy
+
+    source_kind = kind(value)
+    if source_kind == "gcs":
+        bucket, _, path = value[len("gs://"):].partition("/")
+        return _bucket_name(bucket) and not path.startswith("/")
+    if source_kind == "git":
+        return _git_url(value)
+    return _path(value)
 
 
 def _bind_dn_template(value: str) -> bool:
@@ -89,21 +105,25 @@ def _bind_dn_template(value: str) -> bool:
 _BYTE_UNITS = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 
 
+MAX_BYTE_SIZE = 2**63 - 1  # Kubernetes quantities and Go's int64: anything above overflows there
+
+
 def byte_size(value) -> int | None:
-    """The bytes JupyterHub reads from a memory value, or None where it reads none."""
+    """The bytes JupyterHub reads from a memory value, or None where it reads none (or too many)."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value
-    if isinstance(value, str) and re.fullmatch(r"[0-9]+(?:\.[0-9]+)?[KMGT]", value):
-        return int(float(value[:-1]) * _BYTE_UNITS[value[-1]])
+        return value if value <= MAX_BYTE_SIZE else None
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,20}(?:\.[0-9]{1,20})?[KMGT]", value):
+        size = int(float(value[:-1]) * _BYTE_UNITS[value[-1]])
+        return size if size <= MAX_BYTE_SIZE else None
     return None
 
 
 def _byte_size_hint(value) -> str:
     """What to write instead of a Kubernetes-style or lower-case memory size."""
     match = isinstance(value, str) and re.fullmatch(
-        r"([0-9]+(?:\.[0-9]+)?) ?([KMGTkmgt])(?:i|iB|B|b)?", value.strip())
+        r"([0-9]{1,20}(?:\.[0-9]{1,20})?) ?([KMGTkmgt])(?:i|iB|B|b)?", value.strip())
     if not match or not float(match.group(1)):
         return ""
     return (f"; write '{match.group(1)}{match.group(2).upper()}' instead "
@@ -112,7 +132,7 @@ def _byte_size_hint(value) -> str:
 
 def _cpu_hint(value) -> str:
     """JupyterHub's cpu_limit/cpu_guarantee are Float traits: '500m' is Kubernetes, not JupyterHub."""
-    match = isinstance(value, str) and re.fullmatch(r"([0-9]+) ?m", value.strip())
+    match = isinstance(value, str) and re.fullmatch(r"([0-9]{1,12}) ?m", value.strip())
     if not match or not int(match.group(1)):
         return ""
     cores = format(Decimal(int(match.group(1))).scaleb(-3).normalize(), "f")
@@ -139,13 +159,29 @@ HINTS: dict[str, Callable[[object], str]] = {
 }
 
 
+MAX_REQUIREMENT_LENGTH = 200
+
+
 def _pip_requirement(value: str) -> bool:
-    # A name with optional extras, version specifier or environment marker.
-    # Options such as `--index-url` are refused: they would change where every
-    # package of the image comes from.
-    return bool(re.fullmatch(
-        r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?(?:\[[A-Za-z0-9,._ -]+\])?"
-        r"\s*(?:(?:===|==|!=|~=|<=|>=|<|>)\s*[A-Za-z0-9.*+!_-]+\s*,?\s*)*(?:;[^\n]+)?", value))
+    """One line of a pip requirements file that is a requirement and nothing else.
+
+    packaging's Requirement is the grammar (PEP 508: name, extras, versions,
+    marker).  On top of it, what pip's requirements-file reader treats
+    specially even inside a marker's quotes is refused: a word starting with
+    '-' (pip cuts the line there and reads the rest as options such as
+    --index-url), '#' (a comment), '$' (${VAR} expansion), a backslash (line
+    continuation); a URL (`name @ https://...`) is refused too: packages come
+    from the image's index only.  Control characters never get here (every
+    format refuses them first), so the line stays one line."""
+    if (len(value) > MAX_REQUIREMENT_LENGTH or value.strip() != value or any(c in value for c in "#$\\")
+            or any(word.startswith("-") for word in value.split())):
+        return False
+    from packaging.requirements import InvalidRequirement, Requirement  # only a cache miss validates
+
+    try:
+        return Requirement(value).url is None
+    except InvalidRequirement:
+        return False
 
 
 FORMATS: dict[str, Format] = {
@@ -193,7 +229,8 @@ FORMATS: dict[str, Format] = {
         "a bucket URL: gs://BUCKET-NAME, or file://PATH for a bucket on disk (local profile)"),
     "data_source": Format(
         _data_source,
-        "gs://BUCKET/PATH, a git URL, or a local path (relative to the project directory)"),
+        "gs://BUCKET/PATH, a git URL, or a local path (relative to the project directory, "
+        "not starting with '-')"),
     "k8s_quantity": Format(
         _pattern(r"[0-9]+(?:\.[0-9]+)?(?:Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?"),
         "a Kubernetes quantity such as 512Mi, 2Gi or 10G"),
@@ -218,7 +255,8 @@ FORMATS: dict[str, Format] = {
         _pattern(r"[A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)+"),
         "an LDAP attribute name such as uid or sAMAccountName"),
     "pip_requirement": Format(
-        _pip_requirement, "a pip requirement such as 'altair>=5' (a name and version specifier, no options)"),
+        _pip_requirement,
+        "a pip requirement such as 'altair>=5' (a name and version specifier, no options)"),
     "build_arg_name": Format(
         _pattern(r"[A-Za-z_][A-Za-z0-9_]*"), "a build argument name (letters, digits and '_')"),
     "semver": Format(
@@ -227,8 +265,38 @@ FORMATS: dict[str, Format] = {
     "http_url": Format(
         _pattern(r"https?://" + _HOST + r"(?::[0-9]+)?(?:/\S*)?"),
         "an http(s) URL such as https://hub.jupyter.org/helm-chart/"),
-    "text": Format(lambda v: v.isprintable(), "a single line of text"),
+    "text": Format(lambda v: len(v) <= 1024, "a single line of text (at most 1024 characters)"),
+    "kube_context": Format(
+        lambda v: v.strip() == v and not v.startswith("-") and len(v) <= 253,
+        "a kube context name (not starting with '-')"),
+    "chart_version": Format(
+        _pattern(r"v?(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?"),
+        "a chart version such as v1.16.2 or 1.16.2"),
+    # passed as BuildKit's `--secret id=ca_bundle,src=PATH`, a comma-separated (CSV) option
+    "secret_file": Format(
+        lambda v: _path(v) and not any(c in v for c in ',"'),
+        f"a file path (not starting with '-', without ',' or '\"', each part at most {NAME_MAX} bytes, "
+        f"at most {PATH_MAX - 1} bytes in all)"),
     "path": Format(
-        lambda v: v.isprintable() and v.strip() == v,
-        "a file path"),
+        _path,
+        f"a file path (not starting with '-', each part at most {NAME_MAX} bytes, "
+        f"at most {PATH_MAX - 1} bytes in all)"),
 }
+
+
+def _one_printable_line(check: Callable[[str], bool]) -> Callable[[str], bool]:
+    # Every value may end up on a command line, in a requirements file or a URL, where a
+    # line break (\r, \x85, \u2028 too) or a NUL splits or ends it: no format lets one through.
+    return lambda value: value.isprintable() and check(value)
+
+
+FORMATS = {name: Format(_one_printable_line(fmt.check), fmt.expected) for name, fmt in FORMATS.items()}
+
+
+def control_characters(value: str) -> str:
+    """'; it contains the non-printable character U+000D' for text that is not one printable line, else ''."""
+    bad = sorted({f"U+{ord(c):04X}" for c in value if not c.isprintable()})
+    if not bad:
+        return ""
+    shown = ", ".join(bad[:3]) + (", ..." if len(bad) > 3 else "")
+    return f"; it contains the non-printable character{'s' if len(bad) > 1 else ''} {shown}"

@@ -2,7 +2,8 @@
 
 Helm 4 renamed `--atomic` to `--rollback-on-failure` and gave `--wait` a
 strategy; the installed helm's major version decides which words are used.
-Values reach `helm upgrade` only as files (see kube.private_values).
+Values reach `helm upgrade` only as in-memory files it inherits, `-f /dev/fd/N`
+(see kube.private_values): helm 3 and 4 read them like any values file.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tasks.kube import KubeError, private_values
+from tasks import runlock
+from tasks.kube import KubeError, inherited_fds, private_values
 
 
 class HelmError(KubeError):
@@ -32,7 +34,8 @@ def binary() -> str:
 
 def run(*args, timeout=300, check=True) -> subprocess.CompletedProcess:
     try:
-        result = subprocess.run([binary(), *args], capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run([binary(), *args], capture_output=True, text=True, timeout=timeout,
+                                pass_fds=inherited_fds(args))
     except subprocess.TimeoutExpired:
         raise HelmError(f"helm {args[0]} did not finish within {timeout}s") from None
     if check and result.returncode != 0:
@@ -97,9 +100,11 @@ def _source_and_values(repo: str, version: str, files: list[str]) -> list[str]:
 def upgrade(release: str, chart: str, namespace: str, context: str, values: list[dict],
             timeout_seconds: int, repo: str = "", version: str = ""):
     with private_values(*values) as files:
+        runlock.crash_point("helm:upgrade")  # with a delay (`@SECONDS`): killed while helm works
         run("upgrade", "--install", release, chart, "--namespace", namespace, "--create-namespace",
             *_context(context), *upgrade_flags(timeout_seconds), *_source_and_values(repo, version, files),
             timeout=timeout_seconds + 60)
+    runlock.crash_point("helm:upgraded")
 
 
 def template(release: str, chart: str, namespace: str, values: list[dict], repo: str = "",
@@ -165,6 +170,11 @@ def drifted_objects(release: str, namespace: str, context: str) -> list[str]:
         return []
     return kube.server_side_diff({"apiVersion": "v1", "kind": "List", "items": objects}, namespace, context,
                                  field_manager="helm")
+
+
+def rollback(release: str, namespace: str, context: str, timeout_seconds: int = 300):
+    """Back to the release's previous revision (undoes a pending upgrade or rollback)."""
+    run("rollback", release, "--namespace", namespace, *_context(context), timeout=timeout_seconds)
 
 
 def uninstall(release: str, namespace: str, context: str):

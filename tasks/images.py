@@ -18,7 +18,7 @@ from pathlib import Path
 
 from doit.tools import result_dep
 
-from tasks import imagespec
+from tasks import imagespec, runlock
 from tasks.inputs import config_inputs
 
 DOCS = {
@@ -102,8 +102,10 @@ def _ensure(config, spec, parent, engine):
             return {**result, "digest": digest}
         if engine.local_image_id(ref) is None:
             _build(config, spec, files, generated, parent_ref, ref, platform, engine, remote)
+            runlock.crash_point(f"image:{spec.name}:built")
         digest = engine.push(spec.name, ref, _logger(spec))
         print(f"image:{spec.name}: pushed {ref}@{digest}", flush=True)
+        runlock.crash_point(f"image:{spec.name}:pushed")
         return {**result, "digest": digest}
 
     image_id = engine.local_image_id(ref)
@@ -112,6 +114,7 @@ def _ensure(config, spec, parent, engine):
     else:
         image_id = _build(config, spec, files, generated, parent_ref, ref, platform, engine, remote)
         print(f"image:{spec.name}: built {ref} ({image_id})", flush=True)
+        runlock.crash_point(f"image:{spec.name}:built")
     return {**result, "digest": image_id}
 
 
@@ -140,6 +143,7 @@ def _build(config, spec, files, generated, parent_ref, ref, platform, engine, re
             (context / "classroom" / "datasets").mkdir(parents=True, exist_ok=True)
         if remote:
             _stage_remote(context, remote, json.loads(generated["classroom/datasets-remote.json"]), engine)
+        runlock.crash_point(f"image:{spec.name}:staged")
         return engine.build(spec.name, context, ref, imagespec.build_args(config, spec, parent_ref),
                             platform, secrets, _logger(spec))
 

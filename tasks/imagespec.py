@@ -113,13 +113,26 @@ def generated_files(config, spec: ImageSpec) -> dict[str, bytes]:
         courses = [{k: course[k] for k in ("name", "title", "repo", "ref", "instructors", "students")}
                    for course in config.courses]
         files["classroom/courses.json"] = (json.dumps(courses, indent=2, sort_keys=True) + "\n").encode()
-        packages = sorted({p for course in config.courses for p in course["packages"]})
-        files["classroom/requirements-courses.txt"] = "".join(p + "\n" for p in packages).encode()
+        packages = {p for course in config.courses for p in course["packages"]}
+        files["classroom/requirements-courses.txt"] = requirements_file(packages)
     if spec.bakes_datasets:
         listing = [{"name": d["name"], "source": d["source"], "description": d["description"]}
                    for d in config.datasets]
         files["classroom/datasets.json"] = (json.dumps(listing, indent=2, sort_keys=True) + "\n").encode()
     return files
+
+
+def requirements_file(packages) -> bytes:
+    """pip's requirements file: one requirement per line, sorted.
+
+    Validation (formats.pip_requirement) admits only single PEP 508
+    requirements; this is the last guard before pip reads the file, because
+    here a line break (pip also splits on \\r, \\x85, \\u2028) or a leading '-'
+    would turn the rest into pip options such as --index-url."""
+    for package in packages:
+        if not package or not package.isprintable() or package.strip().startswith("-"):
+            raise ValueError(f"not one pip requirement: {package!r}")
+    return "".join(package + "\n" for package in sorted(packages)).encode()
 
 
 def normalized_dockerfile(text: str) -> str:

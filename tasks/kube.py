@@ -1,7 +1,9 @@
 """Making the cluster side exist: a thin adapter over kubectl and gcloud (helm: tasks/helm.py).
 
-Secrets never travel on a command line: documents that hold them are written
-to 0600 files in a 0700 temporary directory (`private_values`).
+Secrets never travel on a command line, and never touch the disk: documents
+that hold them are written to anonymous memory files (memfd, mode 0600) that
+the tool inherits and opens as `/dev/fd/N` (`private_values`); they vanish
+with the last process that holds them, a kill -9 included.
 `CLASSTOOLS_KUBECTL` and `CLASSTOOLS_GCLOUD` pick the binaries.
 """
 
@@ -11,9 +13,7 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 from contextlib import contextmanager
-from pathlib import Path
 
 
 class KubeError(Exception):
@@ -30,7 +30,8 @@ def binary(tool: str) -> str:
 
 def run(tool: str, *args, check=True, timeout=900) -> subprocess.CompletedProcess:
     try:
-        result = subprocess.run([binary(tool), *args], capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run([binary(tool), *args], capture_output=True, text=True, timeout=timeout,
+                                pass_fds=inherited_fds(args))
     except subprocess.TimeoutExpired:
         raise KubeError(f"{tool} {args[0]} did not finish within {timeout}s") from None
     if check and result.returncode != 0:
@@ -39,22 +40,34 @@ def run(tool: str, *args, check=True, timeout=900) -> subprocess.CompletedProces
     return result
 
 
+FD_PREFIX = "/dev/fd/"
+
+
 @contextmanager
 def private_values(*documents: dict):
-    """Values files only the owner can read, removed afterwards."""
-    directory = tempfile.mkdtemp(prefix="classtools-values-")
-    os.chmod(directory, 0o700)
-    paths = []
+    """`/dev/fd/N` paths of values files held in memory only: not on any disk, so nothing is
+    left behind whatever ends this process. Run the tool with `pass_fds=inherited_fds(args)`
+    (run() does); opening the path gives it the whole file, as often as it likes."""
+    fds = []
     try:
         for i, document in enumerate(documents):
-            path = Path(directory) / f"values-{i}.json"
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                json.dump(document, handle)
-            paths.append(str(path))
-        yield paths
+            fd = os.memfd_create(f"classtools-values-{i}", os.MFD_CLOEXEC)
+            fds.append(fd)
+            os.fchmod(fd, 0o600)
+            data = json.dumps(document).encode()
+            written = 0
+            while written < len(data):
+                written += os.write(fd, data[written:])
+        yield [f"{FD_PREFIX}{fd}" for fd in fds]
     finally:
-        shutil.rmtree(directory, ignore_errors=True)
+        for fd in fds:
+            os.close(fd)
+
+
+def inherited_fds(args) -> tuple[int, ...]:
+    """The descriptors behind the private_values paths among a command's arguments."""
+    return tuple(int(arg[len(FD_PREFIX):]) for arg in args
+                 if isinstance(arg, str) and arg.startswith(FD_PREFIX) and arg[len(FD_PREFIX):].isdigit())
 
 
 def _context(context: str, flag: str) -> list[str]:

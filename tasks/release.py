@@ -10,7 +10,10 @@ in that record; one made with kubectl does not, so with
 `cluster.check_cluster` (or CLASSTOOLS_CHECK_CLUSTER=1) the release's
 objects are also compared with its manifest by the API server (a server-side
 dry-run apply) and any drift makes the task run again, which puts the config
-back.  Secrets reach helm only in 0600 files and are compared in memory only.
+back.  Secrets reach helm only in in-memory files (kube.private_values) and are
+compared in memory only.  A helm killed midway (the run killed) leaves its release
+pending, which helm refuses to touch again; the next run of this project undoes
+that operation first (`undo_killed_upgrade`).
 release:cert-manager and release:ingress are up to date the same way (their
 chart version and values in the release's record; cert-manager's
 ClusterIssuer as the config makes it).  A failed upgrade is rolled back by
@@ -30,7 +33,7 @@ from tasks import contract, releasespec
 from tasks.cluster import check_cluster, print_plan
 
 # Where each secret goes in the values, and its name in the secret store. Secrets reach
-# helm only through a 0600 values file of their own; in the cluster they live in Secrets
+# helm only through an in-memory values file of their own (never on disk); in the cluster they live in Secrets
 # (z2jh keeps hub.config and the tokens in its hub Secret; the chart makes classroom-db).
 SECRETS = {
     ("jupyterhub", "proxy", "secretToken"): "proxy_secret_token",
@@ -121,15 +124,54 @@ def _deploy_what_runs_found(config, runs):
 def _helm_release(config, task, release, chart_settings, namespace, values):
     from doit.exceptions import TaskFailed
 
-    from tasks import helm, kube
+    from tasks import kube
     cluster = config.classroom["cluster"]
     try:
-        helm.upgrade(release, chart_settings["name"], namespace, cluster["kube_context"], values,
-                     cluster["helm_timeout"], repo=chart_settings["repository"],
-                     version=chart_settings["version"])
+        upgrade(release, chart_settings["name"], namespace, cluster["kube_context"], values,
+                cluster["helm_timeout"], repo=chart_settings["repository"], version=chart_settings["version"])
     except kube.KubeError as exc:
         return TaskFailed(f"{task}: {exc}")
     return None
+
+
+def upgrade(release: str, chart: str, namespace: str, context: str, values: list[dict], timeout_seconds: int,
+            repo: str = "", version: str = ""):
+    """helm upgrade --install, after undoing what a killed run of this project left half done."""
+    from tasks import helm, runlock
+    undo_killed_upgrade(release, namespace, context, timeout_seconds)
+    with runlock.operation(_operation(namespace, release)):
+        helm.upgrade(release, chart, namespace, context, values, timeout_seconds, repo=repo, version=version)
+
+
+def _operation(namespace: str, release: str) -> str:
+    return f"helm-upgrade.{namespace}.{release}"  # DNS labels: safe in a file name
+
+
+def undo_killed_upgrade(release: str, namespace: str, context: str, timeout_seconds: int):
+    """A helm killed midway leaves the release `pending-install` (or `-upgrade`, `-rollback`) and
+    helm refuses every later operation on it ("another operation is in progress"). If the
+    operation was a killed run of this project (tasks/runlock.py), undo it: uninstall a release
+    that never got installed, roll back to the previous revision otherwise. A pending operation
+    that is not ours may still be running: say so, and touch nothing."""
+    from tasks import helm, runlock
+    record = helm.release_status(release, namespace, context)
+    if record is None or not record["status"].startswith("pending-"):
+        runlock.forget_operation(_operation(namespace, release))
+        return
+    if not runlock.killed_operation(_operation(namespace, release)):
+        undo = "helm uninstall" if record["status"] == "pending-install" else "helm rollback"
+        raise helm.HelmError(f"release {release} in {namespace} is {record['status']}: a helm operation that "
+                             f"this project did not start is under way, or was killed; when none runs, "
+                             f"`{undo} {release} --namespace {namespace}` ends it")
+    if record["status"] == "pending-install":
+        print(f"release {release}: a killed run left its first install pending; uninstalling what it made",
+              flush=True)
+        helm.uninstall(release, namespace, context)
+    else:
+        print(f"release {release}: a killed run left revision {record['revision']} {record['status']}; "
+              "rolling back to the one before", flush=True)
+        helm.rollback(release, namespace, context, timeout_seconds)
+    runlock.forget_operation(_operation(namespace, release))
 
 
 def deploy_cert_manager(config):
@@ -199,7 +241,7 @@ def chart_source(config, published) -> tuple[str, str, str]:
 def deploy_jupyterhub(config, published=None, ip=None):
     from doit.exceptions import TaskFailed
 
-    from tasks import helm, kube
+    from tasks import kube
     from tasks.secretstore import MissingSecret
 
     if not published or "version" not in published:
@@ -211,8 +253,8 @@ def deploy_jupyterhub(config, published=None, ip=None):
     chart, repo, version = chart_source(config, published)
     try:
         public, secret = hub_release_values(config, ip)
-        helm.upgrade(release, chart, namespace, context, [public, secret],
-                     config.classroom["cluster"]["helm_timeout"], repo=repo, version=version)
+        upgrade(release, chart, namespace, context, [public, secret],
+                config.classroom["cluster"]["helm_timeout"], repo=repo, version=version)
     except (kube.KubeError, MissingSecret) as exc:
         return TaskFailed(f"release:jupyterhub: {exc}")
     if config.classroom["cluster"]["health_probe"]:

@@ -6,12 +6,15 @@ every access: a document that already failed its schema may have any shape.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from pathlib import Path
 
 from tasks.datasets import kind
 from tasks.formats import FORMATS, LDAP_PORT, LDAPS_PORT, byte_size, ldap_port
 from tasks.validation import Problems, found
+from tasks.yamldoc import file_kind
 
 
 def _get(doc, *path):
@@ -38,7 +41,9 @@ def check_all(docs: dict, raw: dict, problems: Problems, project_dir: Path):
         _ldap_port_rule(classroom, raw["classroom.yaml"], problems)
         _public_login_rule(classroom, raw["classroom.yaml"], problems)
         _resource_rules(classroom, raw["classroom.yaml"], problems)
-        _local_file(classroom, raw["classroom.yaml"], ("build", "ca_bundle"), problems, project_dir)
+        _local_file(classroom, raw["classroom.yaml"], ("build", "ca_bundle"), problems, project_dir,
+                    kinds=_FILE)
+        _state_file_rule(classroom, raw["classroom.yaml"], problems, project_dir)
     _unique_names(docs.get("courses.yaml"), raw.get("courses.yaml"), "courses.yaml", "courses",
                   "course", problems)
     _unique_names(docs.get("data.yaml"), raw.get("data.yaml"), "data.yaml", "datasets",
@@ -50,7 +55,7 @@ def check_all(docs: dict, raw: dict, problems: Problems, project_dir: Path):
             if (isinstance(source, str) and source and FORMATS["data_source"].check(source)
                     and kind(source) == "local"):
                 _local_file(docs["data.yaml"], raw["data.yaml"], ("datasets", i, "source"),
-                            problems, project_dir, file_name="data.yaml")
+                            problems, project_dir, file_name="data.yaml", kinds=_FILE_OR_DIRECTORY)
 
 
 class _Needs:
@@ -179,16 +184,77 @@ def _numbers(*values):
     return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
 
 
-def _local_file(doc, yaml_doc, path, problems, project_dir: Path, file_name="classroom.yaml"):
+_FILE = ((stat.S_ISREG, "a regular file"),)
+_FILE_OR_DIRECTORY = ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a directory"))
+
+
+def _local_file(doc, yaml_doc, path, problems, project_dir: Path, file_name="classroom.yaml", kinds=_FILE):
+    """A path the build reads: it must exist and be one of `kinds` (a device or FIFO never ends)."""
     value = _get(doc, *path)
     if not isinstance(value, str) or not value or not FORMATS["path"].check(value):
-        return
-    target = Path(value).expanduser()
-    if not target.is_absolute():
-        target = project_dir / target
-    if not target.exists():
+        return  # the schema has said what is wrong with it
+    target = _absolute(value, project_dir)
+    wanted = " or ".join(words for _, words in kinds)
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
         problems.add(file_name, yaml_doc, path, f"{found(value)}, no such file or directory",
                      f"an existing path (relative paths start at {project_dir})")
+        return
+    except OSError as exc:  # a file where a directory should be, a loop of links, no permission...
+        problems.add(file_name, yaml_doc, path, f"{found(value)}, which cannot be read ({exc.strerror})",
+                     f"{wanted} this user can read (relative paths start at {project_dir})")
+        return
+    if not any(test(mode) for test, _ in kinds):
+        problems.add(file_name, yaml_doc, path, f"{found(value)}, which is {file_kind(mode)}", wanted)
+    elif not os.access(target, os.R_OK | (os.X_OK if stat.S_ISDIR(mode) else 0)):
+        problems.add(file_name, yaml_doc, path, f"{found(value)}, which cannot be read (permission denied)",
+                     f"{wanted} this user can read")
+
+
+def _absolute(value: str, project_dir: Path) -> Path:
+    target = Path(os.path.expanduser(value))  # unlike Path.expanduser, leaves `~nobody-here` alone
+    return target if target.is_absolute() else project_dir / target
+
+
+def state_file_problem(value: str, project_dir: Path) -> tuple[str, str] | None:
+    """(found, expected) when doit could not keep its state at `value`, else None.
+
+    doit writes the file (json; dbm and sqlite3 may add a suffix) and dodo.py
+    makes its directory: the path must not be a directory, and its nearest
+    existing ancestor must be a directory this user may write to."""
+    expected = f"a file path whose directory exists or can be made (relative paths start at {project_dir})"
+    if not FORMATS["path"].check(value) or value.endswith("/"):
+        return found(value), f"{FORMATS['path'].expected}, naming a file"
+    target = _absolute(value, project_dir)
+    try:
+        mode = os.stat(target).st_mode
+        return None if stat.S_ISREG(mode) else (f"{found(value)}, which is {file_kind(mode)}", expected)
+    except (FileNotFoundError, NotADirectoryError):  # not there yet, or under a file: see the ancestors
+        pass
+    except OSError as exc:  # ENOTDIR: a file in the middle of the path; ELOOP, EACCES...
+        return f"{found(value)}, which cannot be used ({exc.strerror})", expected
+    for ancestor in target.parents:
+        try:
+            mode = os.stat(ancestor).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as exc:
+            return f"{found(value)}: {ancestor} cannot be used ({exc.strerror})", expected
+        if not stat.S_ISDIR(mode):
+            return f"{found(value)}: {ancestor} is {file_kind(mode)}, not a directory", expected
+        if not os.access(ancestor, os.W_OK | os.X_OK):
+            return f"{found(value)}: {ancestor} is not writable by this user", expected
+        return None
+    return None
+
+
+def _state_file_rule(doc, yaml_doc, problems, project_dir):
+    value = _get(doc, "state", "dep_file")
+    if isinstance(value, str) and FORMATS["path"].check(value):  # else the schema said so already
+        problem = state_file_problem(value, project_dir)
+        if problem:
+            problems.add("classroom.yaml", yaml_doc, ("state", "dep_file"), *problem)
 
 
 def _unique_names(doc, yaml_doc, file_name, key, noun, problems):

@@ -2,47 +2,44 @@
 
 Every key a course's staff may write is listed here; anything else is
 rejected.  `fmt` names an entry of `tasks.formats.FORMATS`; the validator
-turns it into a check with a readable expectation.  Values that YAML may
-type differently depending on quoting (`port: "636"` vs `port: 636`) are
-coerced, so that quoting never changes what a task sees.
+turns it into a check with a readable expectation.  Quoting never changes
+what a task sees: `port: "636"` is `port: 636` (the coercions below read
+quoted numbers and booleans exactly, ASCII digits only).  The other way
+round is the validator's job: a value YAML 1.1 reads as a number or boolean
+where text is expected becomes that text only when it reads back as
+written (`ref: 2024`); `ref: 1.10` (the number 1.1) is refused, not coerced.
 """
 
 from __future__ import annotations
 
+import re
+
+# what quoted numbers may look like: plain decimal, no sign, no leading zero (`"0123"` is not 123)
+_INTEGER_TEXT = re.compile(r" *(0|[1-9][0-9]{0,17}) *")
+_NUMBER_TEXT = re.compile(r" *((?:0|[1-9][0-9]{0,14})(?:\.[0-9]{1,15})?|\.[0-9]{1,15}) *")
+INT32_MAX = 2**31 - 1  # where a key has no natural maximum: what every consumer can hold
+MAX_BYTE_SIZE = 2**63 - 1  # formats.MAX_BYTE_SIZE: Kubernetes' and Go's int64
+
 
 def _to_int(value):
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return value
+    match = isinstance(value, str) and _INTEGER_TEXT.fullmatch(value)
+    return int(match.group(1)) if match else value
 
 
 def _to_number(value):
-    if isinstance(value, str):
-        try:
-            return float(value.strip()) if "." in value else int(value.strip())
-        except ValueError:
-            return value
-    return value
+    match = isinstance(value, str) and _NUMBER_TEXT.fullmatch(value)
+    if not match:
+        return value
+    text = match.group(1)
+    return float(text) if "." in text else int(text)
 
 
 def _to_byte_size(value):
     # JupyterHub reads an integer as bytes but the same digits as text as an error:
     # digits become the integer, whether or not they were quoted.
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
     if isinstance(value, bool):  # cerberus counts booleans as integers
         return "true" if value else "false"
-    return value
-
-
-def _to_str(value):
-    # Scalars written without quotes (`value: true`, `value: 3`) are still strings
-    # where a string is expected, e.g. build args and node label values.
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return str(value)
-    return value
+    return _to_int(value)
 
 
 def _to_bool(value):
@@ -52,7 +49,7 @@ def _to_bool(value):
 
 
 def string(fmt=None, *, default=None, required=False, empty=False, allowed=None):
-    rule = {"type": "string", "coerce": _to_str, "empty": empty}
+    rule = {"type": "string", "empty": empty}
     if fmt:
         rule["check_with"] = fmt
     if allowed:
@@ -69,17 +66,17 @@ def optional(fmt=None):
     return string(fmt, default="", empty=True)
 
 
-def integer(default, minimum=None, maximum=None):
-    rule = {"type": "integer", "coerce": _to_int, "default": default}
+def integer(default, minimum=None, maximum=INT32_MAX):
+    rule = {"type": "integer", "coerce": _to_int, "default": default, "max": maximum}
     if minimum is not None:
         rule["min"] = minimum
-    if maximum is not None:
-        rule["max"] = maximum
     return rule
 
 
-def number(default, minimum=0, hint=None):
+def number(default, minimum=0, maximum=None, hint=None):
     rule = {"type": "number", "coerce": _to_number, "default": default, "min": minimum}
+    if maximum is not None:
+        rule["max"] = maximum
     if hint:
         rule["meta"] = {"hint": hint}  # formats.HINTS[hint]: what to write instead
     return rule
@@ -88,7 +85,8 @@ def number(default, minimum=0, hint=None):
 def memory_size(default):
     """A memory size as JupyterHub's ByteSpecification reads it: 512M, 2G or bytes."""
     return {"type": ["integer", "string"], "coerce": _to_byte_size, "default": default,
-            "check_with": "jupyterhub_bytes", "min": 1, "meta": {"hint": "jupyterhub_bytes"}}
+            "check_with": "jupyterhub_bytes", "min": 1, "max": MAX_BYTE_SIZE,
+            "meta": {"hint": "jupyterhub_bytes"}}
 
 
 def boolean(default):
@@ -131,10 +129,10 @@ CLASSROOM = {
         "platform": string("platform", default="linux/amd64"),
         # An extra CA bundle for builds behind a TLS-intercepting (campus) proxy,
         # passed to BuildKit as a secret, never copied into a layer.
-        "ca_bundle": optional("path"),
+        "ca_bundle": optional("secret_file"),
         "args": {"type": "dict", "default": {},
                  "keysrules": string("build_arg_name"),
-                 "valuesrules": {"type": "string", "coerce": _to_str}},
+                 "valuesrules": string("text", empty=True)},
     }),
     "buckets": section({
         "charts": string("bucket_url", default="file://.classroom/buckets/charts"),
@@ -154,7 +152,7 @@ CLASSROOM = {
         # auto: deploy in profile gke only; always: also from the local profile, to the
         # current kube context (a kind or k3s cluster); never: stop at the chart
         "deploy": string(default="auto", allowed=("auto", "always", "never")),
-        "kube_context": optional("text"),
+        "kube_context": optional("kube_context"),
         # read the deployed release back on every run and correct drift (or CLASSTOOLS_CHECK_CLUSTER=1)
         "check_cluster": boolean(False),
         "helm_timeout": integer(600, minimum=60, maximum=3600),
@@ -170,7 +168,7 @@ CLASSROOM = {
         "cert_manager_chart": section({
             "repository": string("http_url", default="https://charts.jetstack.io"),
             "name": string("dns_label", default="cert-manager"),
-            "version": string("text", default="v1.16.2"),
+            "version": string("chart_version", default="v1.16.2"),
         }),
     }),
     "gcp": section({
@@ -227,8 +225,8 @@ CLASSROOM = {
     "resources": section({
         # JupyterHub's own units (its Spawner traits), not Kubernetes': CPUs as numbers
         # (0.5, not 500m), memory with K, M, G, T in powers of 1024 (2G, not 2Gi)
-        "cpu_guarantee": number(0.25, hint="cpu"),
-        "cpu_limit": number(2, hint="cpu"),
+        "cpu_guarantee": number(0.25, maximum=4096, hint="cpu"),
+        "cpu_limit": number(2, maximum=4096, hint="cpu"),
         "memory_guarantee": memory_size("512M"),
         "memory_limit": memory_size("2G"),
         "home_storage": string("k8s_quantity", default="10Gi"),  # a PVC size: Kubernetes units

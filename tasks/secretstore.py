@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tasks import runlock
 from tasks.config import PROJECT_DIR, Config
 
 FILE_ENV = "CLASSTOOLS_SECRETS_FILE"
@@ -115,17 +116,32 @@ class SecretStore:
     def _write(self, data: dict):
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.path.parent, 0o700)  # it may have been made by something else first
+        self._remove_stale_temps()
         temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write("# Class Tools secrets. Keep private: never commit, never print.\n")
                 handle.writelines(f"{name}={data[name]}\n" for name in sorted(data))
+                handle.flush()
+                runlock.crash_point("secrets:written")
+                os.fsync(handle.fileno())  # a crash after the rename must not leave an empty file
             os.chmod(temp, 0o600)  # in case a umask or an old temp file got in the way
             os.replace(temp, self.path)  # readers see the old file or the new, never half of one
         finally:
             if temp.exists():
                 temp.unlink()
+        dir_fd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def _remove_stale_temps(self):
+        """Temp files of a writer that was killed hold secrets: remove them (called with the lock
+        held, so no live writer owns one)."""
+        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
 
     @contextmanager
     def _locked(self):

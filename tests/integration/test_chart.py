@@ -258,3 +258,156 @@ def test_tls_and_domain_belong_to_the_release_not_the_chart(classroom):
     text = text.replace("dummy_trial: false", "dummy_trial: true")  # a public hub with dummy login
     classroom.write("classroom.yaml", text.replace('email: ""', "email: staff@example.edu"))
     assert _ran(classroom.doit(check=True)) == set()
+
+
+# ---- the bucket's index: read back, looked at by the up-to-date check, faults ------------------------
+
+def test_a_version_missing_from_the_index_is_published_again_by_the_next_run(classroom, gcs_emulator):
+    from google.cloud import storage
+    bucket = storage.Client.create_anonymous_client().bucket(classroom.bucket)
+    published = _state(classroom, "chart:publish")
+    index = yaml.safe_load(bucket.blob("index.yaml").download_as_text())
+    assert [e["version"] for e in index["entries"]["classroom"]] == [published["version"]]
+    assert published["index"] == str(bucket.get_blob("index.yaml").generation), "the generation read back"
+
+    # Someone else's publisher rewrote the index without our entry (the loss of issue 10).
+    index["entries"]["classroom"] = []
+    bucket.blob("index.yaml").upload_from_string(yaml.safe_dump(index))
+    result = classroom.doit(check=True)
+    assert _ran(result) == {"chart:publish"}
+    assert (f"chart:publish: gs://{classroom.bucket}/index.yaml does not list classroom {published['version']}; "
+            f"publishing classroom {published['version']} again") in result.stdout
+    index = yaml.safe_load(bucket.blob("index.yaml").download_as_text())
+    assert [(e["version"], e["digest"]) for e in index["entries"]["classroom"]] == \
+        [(published["version"], published["digest"])]
+    # Another writer that keeps our entry changes the generation, not the answer.
+    bucket.blob("index.yaml").upload_from_string(yaml.safe_dump({**index, "generated": "later"}))
+    assert _ran(classroom.doit(check=True)) == set()
+    assert _ran(classroom.doit(check=True)) == set()
+
+
+def _closed_port() -> int:
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # closed again when the block ends: nothing listens there
+
+
+def test_gcs_endpoint_down_is_one_line_naming_the_service_and_address(classroom, gcs_emulator):
+    import time
+    from google.cloud import storage
+    bucket = storage.Client.create_anonymous_client().bucket(classroom.bucket)
+    index_before = bucket.blob("index.yaml").download_as_bytes()
+    down = f"http://127.0.0.1:{_closed_port()}"
+    courses = classroom.config / "courses.yaml"
+    courses.write_text(courses.read_text().replace("ref: main", "ref: v5"))
+    classroom.doit("chart:package", check=True)
+    for args in (("chart:publish",), ()):  # a new version, then a run where nothing else changed
+        started = time.monotonic()
+        result = classroom.doit(*args, env=classroom.env(STORAGE_EMULATOR_HOST=down))
+        elapsed = time.monotonic() - started
+        output = result.stdout + result.stderr
+        assert result.returncode != 0
+        assert "Traceback" not in output
+        expected = (f"chart:publish: cannot reach the GCS emulator at {down} (STORAGE_EMULATOR_HOST) to open "
+                    f"gs://{classroom.bucket} (connection refused;")
+        assert [line for line in output.splitlines() if "cannot reach" in line and "gave up" in line] == \
+            [line for line in output.splitlines() if line.startswith(expected)], output
+        assert expected in result.stdout, output
+        print(f"GCS endpoint down: doit {' '.join(args)} failed in {elapsed:.1f}s")
+    assert bucket.blob("index.yaml").download_as_bytes() == index_before
+    name = Path(_state(classroom, "chart:package")["path"]).name
+    assert bucket.get_blob(name) is None, "nothing half-published"
+
+
+@pytest.mark.parametrize("index_text, problem", [
+    ("apiVersion: v1\nentries:\n  classroom: '0.1.0'\n",
+     "entries.classroom is a string, expected a list of chart versions"),
+    ("apiVersion: v1\nentries: [classroom]\n", "entries is a list, expected a mapping of chart name to versions"),
+    ("- apiVersion: v1\n", "the document is a list, expected a mapping with apiVersion and entries"),
+])
+def test_index_of_another_shape_stops_publishing_before_any_upload(classroom, gcs_emulator, index_text, problem):
+    from google.cloud import storage
+    bucket = storage.Client.create_anonymous_client().bucket(classroom.bucket)
+    bucket.blob("index.yaml").upload_from_string(index_text.encode())
+    courses = classroom.config / "courses.yaml"
+    courses.write_text(courses.read_text().replace("ref: main", "ref: v6"))
+    result = classroom.doit()
+    assert result.returncode != 0
+    assert "Traceback" not in result.stdout + result.stderr
+    assert (f"chart:publish: gs://{classroom.bucket}/index.yaml is not a helm repository index: {problem}; "
+            "it was left as it is") in result.stdout
+    name = Path(_state(classroom, "chart:package")["path"]).name
+    assert bucket.get_blob(name) is None, "nothing may be half-published"
+    assert bucket.blob("index.yaml").download_as_bytes() == index_text.encode()
+
+
+# ---- parsing the index (pure) ----------------------------------------------------------------------
+
+ENTRY = {"apiVersion": "v2", "name": "classroom", "version": "0.1.0-cabc", "digest": "d" * 64,
+         "created": "2026-11-27T10:00:00.000000Z", "urls": ["https://example.org/classroom-0.1.0-cabc.tgz"]}
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("entries:\n  classroom:\n    - 1\n", "entries.classroom[0] is a number, expected a mapping"),
+    ("entries:\n  classroom:\n    - {name: classroom, version: 1.0}\n",
+     "entries.classroom[0].version is a number, expected a version string"),
+    ("entries:\n  classroom:\n    - {name: classroom}\n",
+     "entries.classroom[0].version is empty, expected a version string"),
+    ("apiVersion: v2\nentries: {}\n", "apiVersion is 'v2', expected 'v1'"),
+    ("just text\n", "the document is a string, expected a mapping"),
+])
+def test_merge_refuses_an_index_of_another_shape_naming_the_object_and_key(text, problem):
+    from tasks import chart_repo
+    with pytest.raises(chart_repo.ChartRepoError) as refused:
+        chart_repo.merge_index(text, ENTRY, "gs://b")
+    message = str(refused.value)
+    assert message.startswith("gs://b/index.yaml is not a helm repository index: ")
+    assert problem in message and "\n" not in message
+
+
+def test_merge_refuses_aliases_and_oversized_indexes():
+    from tasks import chart_repo
+    bomb = "a: &a [x, x]\nb: &b [*a, *a]\nentries: {classroom: [*b, *b]}\n"
+    with pytest.raises(chart_repo.ChartRepoError, match=r"^gs://b/index\.yaml is corrupt \(.*alias"):
+        chart_repo.merge_index(bomb, ENTRY, "gs://b")
+    with pytest.raises(chart_repo.ChartRepoError, match=r"^gs://b/index\.yaml is \d+ bytes, expected at most"):
+        chart_repo.merge_index(" " * (chart_repo.MAX_INDEX_BYTES + 1), ENTRY, "gs://b")
+
+
+def test_merge_keeps_what_helm_wrote_and_adds_the_entry():
+    from tasks import chart_repo
+    helm_written = ("apiVersion: v1\nentries:\n  other:\n  - name: other\n    version: 1.2.3\n"
+                    "    created: 2025-01-02T03:04:05.678Z\n    digest: abc\n    urls: [o.tgz]\n"
+                    "  classroom: null\ngenerated: 2025-01-02T03:04:05Z\n")
+    text, changed = chart_repo.merge_index(helm_written, ENTRY, "gs://b")
+    assert changed
+    index = yaml.safe_load(text)
+    # helm's timestamps stay the text helm wrote (not re-serialised as YAML timestamps)
+    assert index["entries"]["other"][0]["created"] == "2025-01-02T03:04:05.678Z"
+    assert chart_repo.listed(index, "classroom", ENTRY["version"], ENTRY["digest"])
+    assert chart_repo.merge_index(text, ENTRY, "gs://b") == (None, False)
+    for empty in (None, "", "\n"):
+        assert chart_repo.listed(yaml.safe_load(chart_repo.merge_index(empty, ENTRY, "gs://b")[0]),
+                                 "classroom", ENTRY["version"], ENTRY["digest"])
+
+
+def test_directory_repository_remembers_the_index_it_confirmed(tmp_path):
+    """The file:// bucket of the local profile: the up-to-date check needs no parsing while the
+    index is the one the entry was read back from, and sees a rewrite that dropped it."""
+    from tasks import chart_repo
+    repo = chart_repo.DirectoryRepository(tmp_path / "charts")
+    other = {**ENTRY, "version": "0.1.0-cother", "digest": "e" * 64}
+    assert repo.add_to_index(ENTRY) == (True, 0)
+    token = repo.confirm(ENTRY)
+    assert token is not None and repo.confirm(other) is None
+    assert repo.still_lists("classroom", ENTRY["version"], ENTRY["digest"], token) == (True, "")
+    assert repo.still_lists("classroom", ENTRY["version"], "f" * 64, None)[0] is False  # another digest
+    repo.add_to_index(other)  # someone else's version: a new index that still lists ours
+    assert repo.still_lists("classroom", ENTRY["version"], ENTRY["digest"], token) == (True, "")
+    index = tmp_path / "charts" / "index.yaml"
+    index.write_text(yaml.safe_dump({"apiVersion": "v1", "entries": {"classroom": [other]}}))
+    assert repo.still_lists("classroom", ENTRY["version"], ENTRY["digest"], token) == \
+        (False, f"file://{tmp_path / 'charts'}/index.yaml does not list classroom {ENTRY['version']}")
+    index.unlink()
+    assert repo.still_lists("classroom", ENTRY["version"], ENTRY["digest"], token)[0] is False

@@ -72,10 +72,10 @@ def _our_registries(dev: Path):
 
 
 def _our_emulators(dev: Path):
-    data = str(dev / "gcs")
+    data = str(dev / "fake-gcs")
     return [pid for pid, argv in _processes()
-            if any(Path(a).name == "gcp-storage-emulator" for a in argv[:2])
-            and "--data-dir" in argv and argv[argv.index("--data-dir") + 1] == data]
+            if Path(argv[0]).name == "fake-gcs-server"
+            and "-filesystem-root" in argv and argv[argv.index("-filesystem-root") + 1] == data]
 
 
 def _control_plane_processes(dev: Path) -> list[int]:
@@ -167,11 +167,62 @@ def test_gcs_emulator_stores_and_returns_a_blob(gcs_emulator, dev_services):
         assert again.bucket(name).blob("nested/hello.txt").download_as_bytes() == payload
         assert [b.name for b in again.list_blobs(name)] == ["nested/hello.txt"]
         # On disk under the dev dir, not in memory or the current directory.
-        assert (Path(dev_services["dev_dir"]) / "gcs" / ".cloudstorage" / name).is_dir()
+        assert (Path(dev_services["dev_dir"]) / "fake-gcs" / name / "nested" / "hello.txt").read_bytes() == payload
     finally:
         for blob in client.list_blobs(name):
             blob.delete()
         bucket.delete()
+
+
+def test_gcs_emulator_refuses_a_stale_generation(gcs_emulator):
+    """What publishing relies on: a write conditioned on a generation that is no longer
+    the object's is refused with 412, with google-cloud-storage as publishing uses it."""
+    from google.api_core import exceptions
+    from google.cloud import storage
+
+    client = storage.Client.create_anonymous_client()
+    client.project = "classtools-dev"
+    bucket = client.create_bucket(f"dev-env-gen-{uuid.uuid4().hex[:12]}")
+    blob = bucket.blob("index.yaml")
+    blob.upload_from_string(b"first\n", if_generation_match=0)
+    first = bucket.get_blob("index.yaml").generation
+    with pytest.raises(exceptions.PreconditionFailed):
+        bucket.blob("index.yaml").upload_from_string(b"must not land\n", if_generation_match=0)
+    bucket.blob("index.yaml").upload_from_string(b"second\n", if_generation_match=first)
+    second = bucket.get_blob("index.yaml").generation
+    assert second != first
+    with pytest.raises(exceptions.PreconditionFailed) as stale:
+        bucket.blob("index.yaml").upload_from_string(b"stale writer\n", if_generation_match=first)
+    assert stale.value.code == 412
+    assert bucket.blob("index.yaml").download_as_bytes() == b"second\n"
+    assert bucket.get_blob("index.yaml").generation == second
+
+
+def test_gcs_emulator_serves_objects_at_bucket_slash_object(gcs_emulator):
+    """helm repo add http://HOST/BUCKET reads HOST/BUCKET/index.yaml and the archives: plain
+    HTTP, path style, no credentials."""
+    from google.cloud import storage
+
+    client = storage.Client.create_anonymous_client()
+    client.project = "classtools-dev"
+    bucket = client.create_bucket(f"dev-env-path-{uuid.uuid4().hex[:12]}")
+    bucket.blob("index.yaml").upload_from_string(b"apiVersion: v1\nentries: {}\n", content_type="text/yaml")
+    with HTTP.open(f"{gcs_emulator}/{bucket.name}/index.yaml", timeout=10) as resp:
+        assert resp.status == 200 and resp.read() == b"apiVersion: v1\nentries: {}\n"
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        HTTP.open(f"{gcs_emulator}/{bucket.name}/nothing.tgz", timeout=10)
+    assert missing.value.code == 404
+
+
+def test_gcs_emulator_is_built_once_per_machine_outside_the_checkout(dev_services):
+    import devenv.cpbuild as cpbuild
+    binary = cpbuild.bin_dir(build=cpbuild.FAKE_GCS_SERVER) / "fake-gcs-server"
+    running = Path(f"/proc/{dev_services['pids']['gcs_emulator']}/exe").resolve()
+    assert running == binary.resolve()
+    assert REPO not in running.parents
+    assert cpbuild.FAKE_GCS_SERVER.binaries["fake-gcs-server"][1] in subprocess.run(
+        ["go", "version", "-m", str(binary)], capture_output=True, text=True, check=True,
+        env={**os.environ, "PATH": f"/usr/local/go/bin:{os.environ.get('PATH', '')}"}).stdout
 
 
 def test_helm_is_v3_or_v4(helm_bin):
@@ -249,6 +300,7 @@ def test_down_stops_only_its_own_services_and_up_restores_them(dev_services, tmp
         assert before["control_plane"]["server"] != shared["control_plane"]["server"]
         assert len(_our_registries(dev)) == 1 and len(_our_emulators(dev)) == 1
         assert len(_control_plane_processes(dev)) == len(CONTROL_PLANE)
+        kept = _store_in_emulator(before["storage_emulator_host"])
 
         down = run_dev_env("down", timeout=300, dev=dev)
         assert down.returncode == 0, down.stderr
@@ -265,6 +317,7 @@ def test_down_stops_only_its_own_services_and_up_restores_them(dev_services, tmp
         for key in ("docker_host", "registry", "storage_emulator_host"):
             assert after[key] == before[key]  # recorded ports are reused
         assert after["control_plane"]["server"] == before["control_plane"]["server"]
+        assert _read_from_emulator(after["storage_emulator_host"], kept) == kept[2], "objects survive down/up"
         assert len(_our_registries(dev)) == 1 and len(_our_emulators(dev)) == 1
         assert len(_control_plane_processes(dev)) == len(CONTROL_PLANE)
     finally:
@@ -273,6 +326,21 @@ def test_down_stops_only_its_own_services_and_up_restores_them(dev_services, tmp
     assert _services()["pids"] == shared["pids"]
     assert len(_our_registries(Path(shared["dev_dir"]))) == 1
     assert len(_control_plane_processes(Path(shared["dev_dir"]))) == len(CONTROL_PLANE)
+
+
+def _store_in_emulator(url: str) -> tuple[str, str, bytes]:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+    client = storage.Client(project="classtools-dev", credentials=AnonymousCredentials(),
+                            client_options={"api_endpoint": url})
+    name, payload = f"kept-{uuid.uuid4().hex[:12]}", uuid.uuid4().bytes
+    client.create_bucket(name).blob("kept.bin").upload_from_string(payload)
+    return name, "kept.bin", payload
+
+
+def _read_from_emulator(url: str, kept: tuple[str, str, bytes]) -> bytes:
+    with HTTP.open(f"{url}/{kept[0]}/{kept[1]}", timeout=10) as resp:
+        return resp.read()
 
 
 def test_failures_say_what_and_why_without_a_traceback(tmp_path):

@@ -155,31 +155,123 @@ def test_formgrader_only_in_the_courses_grader_service(real, docker_client, cour
     }
 
 
-def test_db_takes_its_password_from_the_environment(real, docker_client):
+def _healthy(db, seconds=120):
+    deadline = time.monotonic() + seconds
+    while db.reload() or db.attrs["State"].get("Health", {}).get("Status") != "healthy":
+        assert db.status in ("created", "running"), db.logs(tail=20).decode()
+        assert time.monotonic() < deadline, db.logs(tail=20).decode()
+        time.sleep(2)
+
+
+def _sql(db, statement, user="root", password=None, host=None):
+    """mariadb in the db container as `nobody` (so the socket's root login needs the password)."""
+    command = ["mariadb", f"-u{user}", "--batch", "-e", statement] + (["-h", host] if host else [])
+    result = db.exec_run(command, user="65534", environment={"MYSQL_PWD": password} if password else {})
+    return result.exit_code, result.output.decode(errors="replace")
+
+
+def test_db_takes_its_root_password_from_the_environment_for_its_socket_only(real, docker_client):
     password = "pw-" + uuid.uuid4().hex
     db = docker_client.containers.run(real.values["db"]["ref"], detach=True,
                                       environment={"MYSQL_ROOT_PASSWORD": password})
     try:
-        deadline = time.monotonic() + 120
-        while db.reload() or db.attrs["State"].get("Health", {}).get("Status") != "healthy":
-            assert time.monotonic() < deadline, db.logs(tail=20).decode()
-            time.sleep(2)
-        query = ["mariadb", "-h", "127.0.0.1", "-uroot", "-e", "select 40 + 2"]
-        good = db.exec_run(query, environment={"MYSQL_PWD": password})
-        assert good.exit_code == 0 and "42" in good.output.decode()
-        bad = db.exec_run(query, environment={"MYSQL_PWD": "wrong"})
-        assert bad.exit_code != 0
+        _healthy(db)
+        code, out = _sql(db, "select 40 + 2", password=password)
+        assert code == 0 and "42" in out, out
+        assert _sql(db, "select 1", password="wrong")[0] != 0
+        # no root account for any other host: not even from loopback over TCP
+        code, out = _sql(db, "select 1", password=password, host="127.0.0.1")
+        assert code != 0 and "Host '127.0.0.1' is not allowed to connect" in out, out
+        code, out = _sql(db, "select concat(user, '@', host) as account from mysql.user order by 1", password=password)
+        assert out.split()[1:] == ["mariadb.sys@localhost", "mysql@localhost", "root@localhost"], out
     finally:
         db.remove(force=True, v=True)
 
 
-def test_doit_local_serves_jupyter_with_its_database(real):
+def test_db_gives_an_older_releases_datadir_the_account_and_drops_root_anywhere(real, docker_client):
+    """An older release's datadir (root@'%' with everything, no student account) converges at the next start."""
+    ref, volume = real.values["db"]["ref"], f"classtools-test-db-{uuid.uuid4().hex[:8]}"
+    root, student = "root-" + uuid.uuid4().hex, "st-'\\" + uuid.uuid4().hex  # quotes: the entrypoint quotes
+    data = {volume: {"bind": "/var/lib/mysql", "mode": "rw"}}
+    old = docker_client.containers.run(ref, detach=True, volumes=data, environment={"MYSQL_ROOT_PASSWORD": root})
+    try:
+        _healthy(old)
+        code, out = _sql(old, "CREATE USER 'root'@'%' IDENTIFIED BY 'old'; "
+                              "GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION", password=root)
+        assert code == 0, out
+    finally:
+        old.remove(force=True)
+    new = docker_client.containers.run(ref, ["--bind-address=0.0.0.0"], detach=True, volumes=data, environment={
+        "MARIADB_USER": "student", "MARIADB_DATABASE": "student", "MARIADB_PASSWORD": student})
+    try:
+        _healthy(new)
+        code, out = _sql(new, "select concat(user, '@', host) as account from mysql.user order by 1", password=root)
+        assert out.split()[1:] == ["mariadb.sys@localhost", "mysql@localhost", "root@localhost",
+                                   "student@%"], out
+        code, out = _sql(new, "CREATE TABLE student.t (a INT); SELECT COUNT(*) FROM student.t", "student", student,
+                         host="127.0.0.1")
+        assert code == 0, out
+        code, out = _sql(new, "SHOW GRANTS", "student", student, host="127.0.0.1")
+        assert out.splitlines()[2:] == ["GRANT ALL PRIVILEGES ON `student`.* TO `student`@`%`"], out
+        assert "FILE" not in out and "GRANT OPTION" not in out, out
+        code, out = _sql(new, "CREATE DATABASE other", "student", student, host="127.0.0.1")
+        assert code != 0 and "Access denied" in out, out
+    finally:
+        new.remove(force=True)
+        docker_client.volumes.get(volume).remove(force=True)
+
+
+def test_doit_local_serves_jupyter_with_its_database(real, docker_client):
+    from tasks import contract, local
+
     result = real.doit("local")
     try:
         assert result.returncode == 0, result.stdout + result.stderr
         url = re.search(r"runs at (http://\S+)/lab\?token=(\w+)", result.stdout)
         assert url, result.stdout
         assert _wait_http(f"{url.group(1)}/api/status?token={url.group(2)}") == 200
+        server, db = docker_client.containers.get(local.SERVER), docker_client.containers.get(local.DB)
+        # the passwords: in neither container's configuration nor command line (docker inspect)
+        root = dict(line.split("=", 1) for line in real.secrets_file.read_text().splitlines()
+                    if "=" in line)["db_root_password"]
+        inspected = json.dumps([server.attrs, db.attrs])
+        in_inspect = root in inspected
+        assert not in_inspect, "the root password is in docker inspect"
+        assert not [e for c in (server, db) for e in c.attrs["Config"]["Env"] if "PASSWORD=" in e]
+        # but as files only their reader may read
+        code, out = server.exec_run(["stat", "-c", "%a %u", f"{local.SECRETS_DIR}/db-password"])
+        assert out.decode().split() == ["400", "1000"], out
+        code, out = db.exec_run(["stat", "-c", "%a %u", f"{local.SECRETS_DIR}/user-password"])
+        assert out.decode().split() == ["400", "0"], out
+        # root's: deleted once the db served (only a first start needs it)
+        assert db.exec_run(["test", "-e", f"{local.SECRETS_DIR}/root-password"]).exit_code != 0
+        user_password = server.exec_run(["cat", f"{local.SECRETS_DIR}/db-password"]).output.decode()
+        assert user_password not in inspected
+        # the server's account works in its own database, over the private network, and is no root
+        query = ["mariadb", "-h", local.DB, f"-u{contract.DB_USER}", "--batch", "-e"]
+        made = server.exec_run([*query, "CREATE TABLE IF NOT EXISTS t (a INT); SELECT COUNT(*) FROM t",
+                                contract.DB_NAME], environment={"MYSQL_PWD": user_password})
+        assert made.exit_code == 0, made.output.decode()
+        # a restart (the containers' restart policy) needs no root password: the datadir is made
+        db.restart()
+        deadline = time.monotonic() + 120
+        while db.exec_run(["mariadb-admin", "ping", "--silent"]).exit_code != 0:
+            assert time.monotonic() < deadline, db.logs(tail=20).decode()
+            time.sleep(1)
+        again = server.exec_run([*query, "SELECT COUNT(*) FROM t", contract.DB_NAME],
+                                environment={"MYSQL_PWD": user_password})
+        assert again.exit_code == 0, again.output.decode() + db.logs(tail=20).decode()
+        denied = server.exec_run([*query, "SELECT * FROM mysql.user"], environment={"MYSQL_PWD": user_password})
+        assert denied.exit_code != 0 and "denied" in denied.output.decode()
+        as_root = server.exec_run(["mariadb", "-h", local.DB, "-uroot", "-e", "select 1"],
+                                  environment={"MYSQL_PWD": root})
+        assert as_root.exit_code != 0, "root is for the db container's own socket"
+        # classroom-start made %sql's DATABASE_URL from the file
+        environs = 'for p in /proc/[0-9]*; do tr "\\0" "\\n" < "$p/environ"; done 2> /dev/null'
+        code, out = server.exec_run(["sh", "-c", environs])
+        url_ok = f"mysql+pymysql://{contract.DB_USER}:{user_password}@{local.DB}:3306/{contract.DB_NAME}" \
+            in out.decode()
+        assert url_ok, "DATABASE_URL of the local server"
     finally:
         real.doit("clean", "local")
 

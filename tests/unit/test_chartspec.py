@@ -165,7 +165,11 @@ def test_db_sidecar_listens_on_loopback_as_999_with_its_data_in_the_home():
         "image": "127.0.0.1:5000/c/db:def",
         "args": ["--bind-address=127.0.0.1"],
         "env": [{"name": "MYSQL_ROOT_PASSWORD",
-                 "valueFrom": {"secretKeyRef": {"name": "classroom-db", "key": "root-password"}}}],
+                 "valueFrom": {"secretKeyRef": {"name": "classroom-db", "key": "root-password"}}},
+                {"name": "MARIADB_USER", "value": "student"},
+                {"name": "MARIADB_DATABASE", "value": "student"},
+                {"name": "MARIADB_PASSWORD",
+                 "valueFrom": {"secretKeyRef": {"name": "classroom-db", "key": "user-password"}}}],
         "securityContext": {"runAsUser": 999, "runAsGroup": 999, "runAsNonRoot": True,
                             "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
         "volumeMounts": [{"name": "home", "mountPath": "/var/lib/mysql", "subPath": ".classroom-db"}],
@@ -186,10 +190,15 @@ def test_db_sidecar_listens_on_loopback_as_999_with_its_data_in_the_home():
     assert not [s for s in _strings(singleuser) if "{" in s or "}" in s]
 
 
-def test_notebook_gets_db_env_with_the_password_from_the_secret():
+def test_notebook_gets_its_own_db_account_never_roots_password():
     env = _packaged()["jupyterhub"]["singleuser"]["extraEnv"]
-    assert env == {"DB_HOST": "127.0.0.1", "DB_PORT": "3306", "DB_USER": "root",
-                   "DB_PASSWORD": {"valueFrom": {"secretKeyRef": {"name": "classroom-db", "key": "root-password"}}}}
+    assert env == {"DB_HOST": "127.0.0.1", "DB_PORT": "3306", "DB_USER": "student", "DB_NAME": "student",
+                   "DB_PASSWORD": {"valueFrom": {"secretKeyRef": {"name": "classroom-db", "key": "user-password"}}}}
+    # root's key reaches the db container and nothing else of the student's pod
+    singleuser = _packaged()["jupyterhub"]["singleuser"]
+    readers = [c["name"] for c in [*singleuser["extraContainers"], *singleuser["initContainers"]]
+               if "root-password" in str(c)] + (["notebook"] if "root-password" in str(env) else [])
+    assert readers == ["db"]
     # KubeSpawner leaves out environment values that are not strings or dicts
     assert all(isinstance(v, (str, dict)) for v in env.values())
 

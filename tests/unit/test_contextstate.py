@@ -142,3 +142,17 @@ def test_a_damaged_side_file_only_costs_a_content_digest(context, tmp_path):
     _touch(context / "a.txt")
     assert check(None, state) is True
     assert side.read()["base"]["listing"] != state[check.STATE_KEY]["listing"]
+
+
+def test_a_fifo_or_socket_in_a_context_is_never_sent(context):
+    import socket
+    os.mkfifo(context / "sub" / "pipe")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(context / "sock"))
+    try:
+        files = context_files(str(context))
+    finally:
+        server.close()
+    assert "sub/pipe" not in files and "sock" not in files
+    assert {"Dockerfile", ".dockerignore", "a.txt", "sub/b.txt"} == set(files)
+    assert _digests(context)()  # and digesting the context does not block on them

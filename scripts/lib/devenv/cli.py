@@ -19,6 +19,8 @@ Environment knobs:
   CLASSTOOLS_TOOLS_BIN               where helm/kubectl get installed (/usr/local/bin)
   CLASSTOOLS_CONTROL_PLANE_CACHE     where the control-plane binaries are built
                                      (/var/cache/classtools/control-plane)
+  CLASSTOOLS_FAKE_GCS_CACHE          where the GCS emulator (fake-gcs-server) is built
+                                     (/var/cache/classtools/fake-gcs-server)
   CLASSTOOLS_KWOK_NODES              number of fake nodes (2)
   CLASSTOOLS_DEV_DEBUG               1: show a traceback on unexpected errors
   DOCKER_HOST                        engine to use (unix:///var/run/docker.sock)

@@ -1,7 +1,7 @@
 """Every version the dev environment installs or builds, in one place.
 
-Changing a control-plane pin changes the build cache key (cpbuild.cache_key),
-so the next `up` builds the new binaries beside the old ones.
+Changing a control-plane or fake-gcs-server pin changes its build cache key
+(cpbuild.cache_key), so the next `up` builds the new binaries beside the old ones.
 """
 
 from __future__ import annotations
@@ -61,3 +61,16 @@ CONTROL_PLANE_BINARIES: dict[str, tuple[str, str, str, list[str]]] = {
 # Static binaries, no debug tables: smaller and independent of the host's libc.
 GO_BUILD_FLAGS = ["-trimpath"]
 GO_BUILD_ENV = {"CGO_ENABLED": "0"}
+
+# ---- the GCS emulator, built from the Go module proxy ----------------------------------
+# fake-gcs-server honours generation preconditions (a stale if_generation_match
+# gets 412), which publishing relies on, and serves objects at /BUCKET/OBJECT for
+# `helm repo add`. Latest release on the module proxy when pinned
+# (`go list -m -versions github.com/fsouza/fake-gcs-server`).
+FAKE_GCS_SERVER_MODULE = "github.com/fsouza/fake-gcs-server"
+FAKE_GCS_SERVER_VERSION = "v1.56.1"
+# Its go.mod says go 1.26; an older go fetches this toolchain itself.
+FAKE_GCS_SERVER_GO = "go1.26.0"
+FAKE_GCS_SERVER_BINARIES: dict[str, tuple[str, str, str, list[str]]] = {
+    "fake-gcs-server": (FAKE_GCS_SERVER_MODULE, FAKE_GCS_SERVER_VERSION, FAKE_GCS_SERVER_MODULE, []),
+}

@@ -1,5 +1,5 @@
-"""One-time install: the project venv (the GCS emulator runs from it).
-scripts/setup is the one place that makes the venv; this only calls it."""
+"""One-time install: the project venv with the dev requirements (the tests and
+tools run from it). scripts/setup is the one place that makes the venv; this only calls it."""
 
 from __future__ import annotations
 
@@ -13,15 +13,16 @@ class Venv:
     one_time = True
 
     def ensure(self, ctx: Context, facts: dict) -> None:
-        emulator = ctx.venv / "bin" / "gcp-storage-emulator"
-        if os.access(emulator, os.X_OK):
-            log(f"venv: {ctx.venv} has gcp-storage-emulator")
+        # pytest comes only with requirements-dev.txt: its presence says `--dev` ran.
+        dev_tool = ctx.venv / "bin" / "pytest"
+        if os.access(dev_tool, os.X_OK):
+            log(f"venv: {ctx.venv} has the dev requirements")
             return
         log("venv: running scripts/setup --dev")
         run_logged([str(REPO / "scripts" / "setup"), "--dev"], ctx.path("pip.log"),
                    "venv: scripts/setup --dev", cwd=REPO)
-        if not os.access(emulator, os.X_OK):
-            raise DevEnvError("venv: requirements-dev.txt did not provide gcp-storage-emulator")
+        if not os.access(dev_tool, os.X_OK):
+            raise DevEnvError("venv: requirements-dev.txt did not provide pytest")
 
     def stop(self, ctx: Context) -> None:
         pass

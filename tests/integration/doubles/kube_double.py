@@ -2,7 +2,7 @@
 """TEST DOUBLE of helm (release side), kubectl and gcloud: no Kubernetes API server or cloud runs here.
 
 It records every call (argv, and the values files helm was given, with their
-modes) as JSON lines in $KUBE_DOUBLE_DIR/calls.jsonl, keeps just enough state
+modes and whether they were on disk at all: Class Tools passes in-memory files as /dev/fd/N) as JSON lines in $KUBE_DOUBLE_DIR/calls.jsonl, keeps just enough state
 to answer later calls (deployed releases' values, nodes and their labels,
 static addresses) and passes everything that needs no cluster (helm version,
 lint, template, package, pull, repo, show) to the real helm in
@@ -71,6 +71,16 @@ def merge(base, overlay):
 PASS = os.environ.get("KUBE_DOUBLE_PASS") == "1"
 
 
+def on_disk(path) -> bool:
+    """False for the in-memory values files Class Tools passes as /dev/fd/N (a memfd)."""
+    return not str(path).startswith("/dev/fd/")
+
+
+def inherited_fds(args) -> tuple:
+    """The /dev/fd/N values files among args: the real helm must inherit them too."""
+    return tuple(int(a[len("/dev/fd/"):]) for a in args if a.startswith("/dev/fd/") and a[len("/dev/fd/"):].isdigit())
+
+
 def _release_name(argv):
     verb = argv[0] if argv else ""
     positional = [a for i, a in enumerate(argv[1:], 1)
@@ -95,7 +105,7 @@ def _files(argv):
         if arg in ("-f", "--values") and Path(argv[i + 1]).is_file():
             path = Path(argv[i + 1])
             files[str(path)] = {"mode": oct(stat.S_IMODE(path.stat().st_mode)),
-                                "dir_mode": oct(stat.S_IMODE(path.parent.stat().st_mode)),
+                                "dir_mode": oct(stat.S_IMODE(path.parent.stat().st_mode)), "on_disk": on_disk(path),
                                 "content": json.loads(path.read_text())}
     return files
 
@@ -117,7 +127,7 @@ def helm(argv):
         if arg in ("-f", "--values"):
             path = Path(argv[i + 1])
             files[str(path)] = {"mode": oct(stat.S_IMODE(path.stat().st_mode)),
-                                "dir_mode": oct(stat.S_IMODE(path.parent.stat().st_mode)),
+                                "dir_mode": oct(stat.S_IMODE(path.parent.stat().st_mode)), "on_disk": on_disk(path),
                                 "content": json.loads(path.read_text())}
             merge(values, json.loads(path.read_text()))
     record("helm", argv, files)
@@ -170,14 +180,16 @@ def render(argv, name, namespace) -> subprocess.CompletedProcess:
     for i, arg in enumerate(argv):
         if arg in ("-f", "--values"):
             args += ["-f", argv[i + 1]]
-    return subprocess.run([os.environ["KUBE_DOUBLE_REAL_HELM"], *args], capture_output=True, text=True)
+    return subprocess.run([os.environ["KUBE_DOUBLE_REAL_HELM"], *args], capture_output=True, text=True,
+                          pass_fds=inherited_fds(args))
 
 
 def kubectl(argv):
     files = {}
     if "-f" in argv and Path(argv[argv.index("-f") + 1]).is_file():
         path = Path(argv[argv.index("-f") + 1])
-        files[str(path)] = {"mode": oct(stat.S_IMODE(path.stat().st_mode)), "content": json.loads(path.read_text())}
+        files[str(path)] = {"mode": oct(stat.S_IMODE(path.stat().st_mode)), "on_disk": on_disk(path),
+                            "content": json.loads(path.read_text())}
     record("kubectl", argv, files)
     issuer = any(entry["content"].get("kind") == "ClusterIssuer" for entry in files.values())
     args = [a for i, a in enumerate(argv) if a != "--context" and (i == 0 or argv[i - 1] != "--context")]

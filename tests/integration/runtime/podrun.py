@@ -673,9 +673,10 @@ COURSE_FILES = {
 
 
 # z2jh's own init container (singleuser.cloudMetadata.blockWithIptables): an iptables rule, as
-# privileged root, that keeps the pod from the cloud's metadata server.  Its image
-# (quay.io/jupyterhub/k8s-network-tools) cannot be pulled here, and this engine has no
-# metadata server to block; the pod test checks the manifest still has it.
+# privileged root, that keeps the pod from the cloud's metadata server.  The classroom turns it
+# off (z2jh's NetworkPolicy does that job unprivileged; the pod test checks it is absent); a
+# chart that still has it cannot run it here: its image (quay.io/jupyterhub/k8s-network-tools)
+# cannot be pulled, and this engine has no metadata server to block.
 SKIPPED_INIT = {"block-cloud-metadata": "z2jh's iptables block of the cloud metadata server: "
                                         "image not pullable offline, nothing to block on this engine"}
 
