@@ -213,8 +213,9 @@ CLASSROOM = {
         }),
     }),
     "exchange": section({
-        "storage": string(default="nfs", allowed=("nfs", "storage_class")),
-        "storage_class": optional("dns_label"),
+        # The secure default: a managed RWX class (the NFS server is privileged, opt-in).
+        "storage": string(default="storage_class", allowed=("nfs", "storage_class")),
+        "storage_class": string("dns_label", default="standard-rwx", empty=True),
         "size": string("k8s_quantity", default="10Gi"),
     }),
     "culling": section({

@@ -227,8 +227,8 @@ CASES = [
         "attribute name such as uid or sAMAccountName",
         "config/classroom.yaml:5: auth.ldap.lookup_dn_user_dn_attribute: found '{username}' (text); "
         "expected an LDAP attribute name such as uid or sAMAccountName"]),
-    ("exchange-class-missing", {"classroom.yaml": "exchange:\n  storage: storage_class\n"}, [
-        f"config/classroom.yaml:1: exchange.storage_class: found an empty string; expected {DNS_LABEL} "
+    ("exchange-class-empty", {"classroom.yaml": "exchange:\n  storage: storage_class\n  storage_class: ''\n"}, [
+        f"config/classroom.yaml:3: exchange.storage_class: found an empty string; expected {DNS_LABEL} "
         "(required by exchange.storage: storage_class)"]),
     ("course-repo-missing", {"courses.yaml": "courses:\n  - name: intro\n    instructors: [alice]\n"}, [
         f"config/courses.yaml:2: courses[0].repo: found nothing (the key is missing); expected {GIT_URL}"]),
