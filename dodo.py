@@ -19,11 +19,13 @@ killed one (tasks/runlock.py); `list`, `info` and `help` never wait.
 
 from tasks import chart, cluster, config as classroom, diagnosis, images, local, release, render, runlock, \
     secretstore, statefile
+from tasks.reporter import ClassroomReporter
 
 CONFIG = classroom.load_or_exit()
 # Deploying is part of the default run in profile gke (or with cluster.deploy: always).
 DEFAULT_TASKS = ["secrets", "image", "chart"] + (["cluster", "release"] if cluster.deploying(CONFIG) else [])
-DOIT_CONFIG = {**classroom.doit_settings(CONFIG), "default_tasks": DEFAULT_TASKS}
+# The reporter adds one line per task: what it did, or why it had nothing to do.
+DOIT_CONFIG = {**classroom.doit_settings(CONFIG), "default_tasks": DEFAULT_TASKS, "reporter": ClassroomReporter}
 runlock.install_crash_hook()  # the crash test's kill points; nothing unless CLASSTOOLS_CRASH_AT is set
 statefile.install()
 # Where a killed run may have left half-written files: the chart archives, the secrets.

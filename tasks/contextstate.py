@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 import stat
-import tempfile
 from pathlib import Path
 
 
@@ -90,7 +89,9 @@ class SideFile:
         data[image] = pair
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            handle, temp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name + ".")
+            # `.NAME.PID.tmp`: what the next run sweeps when this one is killed here (runlock)
+            temp = str(self.path.parent / f".{self.path.name}.{os.getpid()}.tmp")
+            handle = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(handle, "w", encoding="utf-8") as out:
                 json.dump(data, out, sort_keys=True)
             os.replace(temp, self.path)

@@ -81,16 +81,27 @@ def identity(source: str) -> str:
     return "git:" + result.stdout.split()[0]
 
 
-def stage(source: str, target: Path, expected_identity: str):
-    """Copy the dataset into `target`; refuse if it changed since `identity` was taken."""
+def _say(line: str):
+    print(line, flush=True)
+
+
+def stage(source: str, target: Path, expected_identity: str, log=_say):
+    """Copy the dataset into `target`; refuse if it changed since `identity` was taken.
+    A bucket's objects are counted as they arrive, in a few lines through `log`."""
     target.mkdir(parents=True, exist_ok=True)
     if kind(source) == "gcs":
+        from tasks.progress import Progress
         prefix, blobs = _gcs_blobs(source)
+        progress = Progress(f"copy {source}", log)
+        for blob in blobs:
+            progress.update(blob.name, 0, blob.size or 0)
         for blob in blobs:
             rel = blob.name[len(prefix):].lstrip("/") if prefix else blob.name
             path = target / (rel or Path(blob.name).name)
             path.parent.mkdir(parents=True, exist_ok=True)
             blob.download_to_filename(str(path))
+            progress.update(blob.name, blob.size or 0, blob.size or 0)
+        progress.finish()
     else:
         checkout = target.parent / (target.name + ".git-checkout")
         result = subprocess.run(["git", "clone", "--quiet", "--depth", "1", "--", source, str(checkout)],

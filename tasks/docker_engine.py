@@ -140,18 +140,27 @@ def push(image: str, ref: str, log) -> str:
     """Push `ref`; return the manifest digest the registry now holds."""
     import docker.errors
 
+    from tasks.progress import Progress
+
     repository, tag = ref.rsplit(":", 1)
     digest = None
+    # Layer bytes as they go, in a few lines (each quarter, or every 10 s), not one per chunk.
+    progress = Progress(f"push image:{image}", log)
     try:
         for event in client().images.push(repository, tag=tag, stream=True, decode=True):
             runlock.crash_point(f"push:{image}")  # the push has begun
             if "error" in event:
                 raise EngineError(f"push of image {image} to {repository} failed: {event['error']}")
             digest = (event.get("aux") or {}).get("Digest", digest)
-            if event.get("status") and not event.get("progressDetail"):
+            detail = event.get("progressDetail") or {}
+            if detail.get("total"):
+                progress.update(event.get("id", ""), detail.get("current", 0), detail["total"])
+            elif event.get("status") and not detail:
                 log(f"{event.get('id', '')} {event['status']}".strip())
     except docker.errors.APIError as exc:
         raise EngineError(f"push of image {image} to {repository} failed: {_short(exc)}") from None
+    if progress.parts:
+        progress.finish()
     if not digest:
         digest = registry_digest(ref)
     if not digest:

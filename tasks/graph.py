@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from doit.cmd_base import DoitCmdBase
 from doit.exceptions import InvalidCommand
 
+from tasks.contextstate import context_unchanged
 from tasks.inputs import value_inputs
 
 WILL_RUN, MAY_RUN, UP_TO_DATE, UNKNOWN = "will run", "may run", "up to date", "cannot check"
@@ -74,9 +75,11 @@ def states(own: dict[str, str], upstream: dict[str, list[str]]) -> dict[str, str
     return result
 
 
-def source_label(path: str, root: str) -> str:
+def source_label(path: str, root: str, directory: bool = False) -> str:
     """A file input summarised as its directory relative to the project ("images/base/")."""
     relative = os.path.relpath(path, root)
+    if directory:
+        return (path if relative.startswith("..") else relative).rstrip("/") + "/"
     if relative.startswith(".."):
         return os.path.dirname(path) + "/"
     parts = relative.split(os.sep)
@@ -113,6 +116,9 @@ def chain(tasks: list, own: dict[str, str], root: str) -> Chain:
             if isinstance(utd, value_inputs):
                 for key in utd.keys:
                     inputs.setdefault(f"config: {key}", set()).add(task.name)
+            elif isinstance(utd, context_unchanged):  # an image's build context: its directories
+                for _prefix, path in utd.roots:
+                    inputs.setdefault(source_label(path, root, directory=True), set()).add(task.name)
         for path in task.file_dep:
             inputs.setdefault(source_label(path, root), set()).add(task.name)
     edges = [(dep, task) for task, deps in upstream.items() for dep in deps]

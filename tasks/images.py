@@ -1,15 +1,18 @@
 """Image stage: `image:base` → `image:notebook`, `image:local`; `image:db` (and `image:hub`).
 
-Each task's inputs are the files its build is sent (doit `file_dep`: mtime-
-only changes cost an md5, nothing more), the config keys it bakes (semantic
-digests) and, for a child, its parent's result (`getargs`, which doit turns
-into a `result_dep`).  Its action computes the content tag and builds only
+Each task's inputs are its build context as ONE input (tasks/contextstate.py:
+a listing digest, the content digest only when the listing changed; not a
+doit `file_dep` per file, so a no-op costs one directory walk per image and
+doit's state holds two digests per image), the config keys it bakes
+(semantic digests) and, for a child, its parent's result (`getargs`, which
+doit turns into a `result_dep`).  Its action computes the content tag and builds only
 when neither the registry nor the engine has that tag yet; a parent that
 re-runs and yields the same tag leaves its children alone (early cutoff).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -19,7 +22,10 @@ from pathlib import Path
 from doit.tools import result_dep
 
 from tasks import imagespec, runlock
+from tasks.config import doit_settings
+from tasks.contextstate import SideFile, context_unchanged
 from tasks.inputs import config_inputs
+from tasks.reporter import OUTCOME, result_without_outcome
 
 DOCS = {
     "base": "Build the base image: Python, JupyterLab, nbgrader, nbgitpuller and the course stack",
@@ -32,13 +38,17 @@ DOCS = {
 
 def image_tasks(config):
     """The task dicts of the image stage (yielded by `task_image` in dodo.py)."""
+    side_file = SideFile(Path(doit_settings(config)["dep_file"] + ".contexts.json"))
     for spec in imagespec.image_specs(config):
         task = {
             "name": spec.name,
             "doc": DOCS.get(spec.name, f"Build the {spec.name} image"),
-            "actions": [(ensure_image, [config, spec.name])],
-            "file_dep": [path for _, path in imagespec.sources(config, spec)],
-            "uptodate": [config_inputs(config, *spec.config_keys)],
+            # the second action keeps "built" vs "already there" out of the result that
+            # the children's result_dep compares (the early cut-off)
+            "actions": [(ensure_image, [config, spec.name]), result_without_outcome],
+            "uptodate": [config_inputs(config, *spec.config_keys),
+                         context_unchanged(spec.name, imagespec.context_roots(config, spec),
+                                           functools.partial(_file_digests, config, spec), side_file)],
             "verbosity": 2,
         }
         if spec.parent:
@@ -47,6 +57,11 @@ def image_tasks(config):
             task["uptodate"].append(result_dep(f"image:{spec.parent}"))
             task["getargs"] = {"parent": (f"image:{spec.parent}", None)}
         yield task
+
+
+def _file_digests(config, spec) -> dict[str, str]:
+    """What the tag counts of the context's files (after `.dockerignore`)."""
+    return imagespec.context_digests(imagespec.sources(config, spec))
 
 
 def ensure_image(config, name, parent=None):
@@ -98,24 +113,22 @@ def _ensure(config, spec, parent, engine):
     if registry:
         digest = engine.registry_digest(ref)
         if digest:
-            print(f"image:{spec.name}: {ref} is already in the registry; nothing to build", flush=True)
-            return {**result, "digest": digest}
-        if engine.local_image_id(ref) is None:
+            return {**result, "digest": digest, OUTCOME: f"nothing built: {ref} is already in the registry"}
+        built = engine.local_image_id(ref) is None
+        if built:
             _build(config, spec, files, generated, parent_ref, ref, platform, engine, remote)
             runlock.crash_point(f"image:{spec.name}:built")
         digest = engine.push(spec.name, ref, _logger(spec))
-        print(f"image:{spec.name}: pushed {ref}@{digest}", flush=True)
         runlock.crash_point(f"image:{spec.name}:pushed")
-        return {**result, "digest": digest}
+        done = "built and pushed" if built else "pushed (the engine had it)"
+        return {**result, "digest": digest, OUTCOME: f"{done} {ref}@{digest}"}
 
     image_id = engine.local_image_id(ref)
     if image_id:
-        print(f"image:{spec.name}: {ref} is already in the engine; nothing to build", flush=True)
-    else:
-        image_id = _build(config, spec, files, generated, parent_ref, ref, platform, engine, remote)
-        print(f"image:{spec.name}: built {ref} ({image_id})", flush=True)
-        runlock.crash_point(f"image:{spec.name}:built")
-    return {**result, "digest": image_id}
+        return {**result, "digest": image_id, OUTCOME: f"nothing built: {ref} is already in the engine"}
+    image_id = _build(config, spec, files, generated, parent_ref, ref, platform, engine, remote)
+    runlock.crash_point(f"image:{spec.name}:built")
+    return {**result, "digest": image_id, OUTCOME: f"built {ref} ({image_id})"}
 
 
 def _logger(spec):

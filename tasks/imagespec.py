@@ -98,6 +98,18 @@ def sources(config, spec: ImageSpec) -> list[tuple[str, str]]:
     return found
 
 
+def context_roots(config, spec: ImageSpec) -> list[tuple[str, str]]:
+    """(prefix in the build context, path on disk) of everything `sources` lists files from:
+    what the image task's listing digest walks (tasks/contextstate.py)."""
+    roots = [("", str(spec.source))] + [(f"{name}/", str(spec.source.parent / name)) for name in spec.shared]
+    if spec.bakes_datasets:
+        for dataset in config.datasets:
+            local = local_dataset(config, dataset)
+            if local is not None:
+                roots.append((f"classroom/datasets/{dataset['name']}/", str(local)))
+    return roots
+
+
 def local_dataset(config, dataset) -> Path | None:
     return config.path(dataset["source"]) if datasets.kind(dataset["source"]) == "local" else None
 

@@ -316,6 +316,7 @@ class cluster_runs(UptodateCalculator):  # lower case, like doit's own uptodate 
         super().__init__()
         self.config = config
         self.reason = "not checked yet"
+        self.note = ""  # said by the reporter when up to date (tasks/reporter.py)
 
     def __call__(self, task, values):
         from tasks import helm, kube
@@ -327,6 +328,8 @@ class cluster_runs(UptodateCalculator):  # lower case, like doit's own uptodate 
             self.reason = f"cannot read the deployed release ({exc}); deploying"
         if not up_to_date:
             print(f"release:jupyterhub: {self.reason}")
+        # Said at every no-op, and what a cold doit state (a new CI cache) shows: the cluster was asked.
+        self.note = f"already deployed: {self.reason}" if up_to_date else ""
         return up_to_date
 
     def published(self) -> dict:
@@ -374,6 +377,8 @@ class cluster_runs(UptodateCalculator):  # lower case, like doit's own uptodate 
                 self.reason = (f"objects of {release} were changed in the cluster (drift): "
                                f"{', '.join(drifted[:5])}{' ...' if len(drifted) > 5 else ''}; correcting")
                 return False
+        self.reason = (f"{release} in {namespace} runs {record['chart']} with these values "
+                       "(the release's record in the cluster)")
         return True
 
     def __repr__(self):
@@ -389,6 +394,7 @@ class chart_runs(UptodateCalculator):  # lower case, like doit's own uptodate he
         super().__init__()
         self.config, self.task, self.release, self.chart = config, task, release, chart
         self.values, self.issuer = values, issuer
+        self.note = ""  # said by the reporter when up to date (tasks/reporter.py)
 
     def __call__(self, task, values):
         from tasks import helm, kube
@@ -399,6 +405,8 @@ class chart_runs(UptodateCalculator):  # lower case, like doit's own uptodate he
             reason = f"cannot read the deployed release ({exc}); deploying"
         if reason:
             print(f"release:{self.task}: {reason}")
+        self.note = "" if reason else (f"already deployed: {self.release} in {namespace} runs "
+                                       f"{self.chart['name']}-{self.chart['version']} with these values")
         return not reason
 
     def _differs(self, helm, kube, namespace, context) -> str:

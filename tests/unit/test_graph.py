@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from tasks import graph
+from tasks.contextstate import context_unchanged
 from tasks.inputs import value_inputs
 
 W, M, U, X = graph.WILL_RUN, graph.MAY_RUN, graph.UP_TO_DATE, graph.UNKNOWN
@@ -33,6 +34,8 @@ def test_sources_are_summarised_per_directory_of_the_project():
     assert graph.source_label("/p/images/base/material/x/y.txt", "/p") == "images/base/"
     assert graph.source_label("/p/dodo.py", "/p") == "dodo.py"
     assert graph.source_label("/elsewhere/ca.pem", "/p") == "/elsewhere/"
+    assert graph.source_label("/p/images/shared", "/p", directory=True) == "images/shared/"
+    assert graph.source_label("/data/set", "/p", directory=True) == "/data/set/"
 
 
 def test_reasons_name_the_config_keys_and_the_files():
@@ -45,20 +48,23 @@ def test_reasons_name_the_config_keys_and_the_files():
     assert graph.reason({"has_no_dependencies": True}, "/p") == "runs every time"
 
 
-def _task(name, task_dep=(), getargs=None, keys=(), files=()):
+def _task(name, task_dep=(), getargs=None, keys=(), files=(), context=()):
     uptodate = [(value_inputs({key: 1 for key in keys}), [], {})] if keys else []
+    if context:
+        uptodate.append((context_unchanged(name, list(context), dict, None), [], {}))
     return SimpleNamespace(name=name, task_dep=list(task_dep), setup_tasks=[], getargs=getargs or {},
                            uptodate=uptodate, file_dep=set(files))
 
 
 def test_the_chain_links_tasks_by_task_dep_and_getargs_and_lists_their_inputs():
-    tasks = [_task("image:base", keys=["classroom.images.registry"], files=["/p/images/base/Dockerfile"]),
+    tasks = [_task("image:base", keys=["classroom.images.registry"], files=["/p/images/base/Dockerfile"],
+                   context=[("", "/p/images/base"), ("shared/", "/p/images/shared")]),
              _task("image:notebook", getargs={"parent": ("image:base", "ref")}, keys=["courses"]),
              _task("chart:package", task_dep=["image:notebook", "not-drawn"])]
     model = graph.chain(tasks, {"image:base": U, "image:notebook": W, "chart:package": U}, "/p")
     assert sorted(model.edges) == [("image:base", "image:notebook"), ("image:notebook", "chart:package")]
     assert model.inputs == {"config: classroom.images.registry": {"image:base"}, "config: courses": {"image:notebook"},
-                            "images/base/": {"image:base"}}
+                            "images/base/": {"image:base"}, "images/shared/": {"image:base"}}
     assert model.states["chart:package"] == M
     dot = graph.to_dot(model).source
     # DOT reads "a:b" in an edge as node a, port b: task ids carry no colon
