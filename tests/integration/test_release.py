@@ -219,6 +219,11 @@ def test_unchanged_release_is_not_redeployed_even_from_a_cold_dep_file(deployed)
     result = deployed.doit(check=True)
     assert "release:jupyterhub" not in _ran(result) and "cluster:hub-node" not in _ran(result), result.stdout
     assert len(deployed.cluster.history()) == revisions, "no new helm revision"
+    # ... and says so, naming what the cluster runs (the reporter's line for an up-to-date task)
+    assert f"   release:jupyterhub: already deployed: {deployed.cluster.release} in {deployed.cluster.namespace} " \
+           f"runs classroom-{_published(deployed)} with these values" in result.stdout, result.stdout
+    # images found in the registry say so at every verbosity
+    assert "nothing built: " in result.stdout
 
 
 def test_a_renamed_context_of_the_same_cluster_deploys_nothing(deployed, kubeconfig, tmp_path):
