@@ -94,7 +94,7 @@ def label_hub_node(config):
         nodes = kube.kubectl("get", "nodes", "-o", "name", context=context(config)).stdout.split()
         if not nodes:
             return TaskFailed("cluster:hub-node: the cluster has no nodes")
-        kube.kubectl("label", nodes[0], label, context=context(config))
+        kube.kubectl("label", "--", nodes[0], label, context=context(config))
     except kube.KubeError as exc:
         return TaskFailed(f"cluster:hub-node: {exc}")
     print(f"cluster:hub-node: labelled {nodes[0]} {label}")
@@ -112,13 +112,14 @@ def reserve_ip(config):
     gcp, name = config.classroom["gcp"], config.classroom["hub"]["static_ip_name"]
     where = ["--region", gcp["region"], "--project", gcp["project"]]
     try:
-        found = kube.gcloud("compute", "addresses", "describe", name, *where,
-                            "--format=value(address)", check=False)
+        found = kube.gcloud("compute", "addresses", "describe", *where, "--format=value(address)",
+                            operands=[name], check=False)
         if found.returncode != 0:
             if "not found" not in (found.stderr + found.stdout).lower():
                 return TaskFailed(f"cluster:ip: gcloud could not look up {name}: {found.stderr.strip()[-300:]}")
-            kube.gcloud("compute", "addresses", "create", name, *where)
-            found = kube.gcloud("compute", "addresses", "describe", name, *where, "--format=value(address)")
+            kube.gcloud("compute", "addresses", "create", *where, operands=[name])
+            found = kube.gcloud("compute", "addresses", "describe", *where, "--format=value(address)",
+                                operands=[name])
     except kube.KubeError as exc:
         return TaskFailed(f"cluster:ip: {exc}")
     address = found.stdout.strip()
@@ -136,8 +137,8 @@ def free_ip(config):
     from tasks import kube
     gcp, name = config.classroom["gcp"], config.classroom["hub"]["static_ip_name"]
     print_plan([f"releasing the static IP {name} ({gcp['region']}, project {gcp['project']})"])
-    kube.gcloud("compute", "addresses", "delete", name, "--region", gcp["region"], "--project", gcp["project"],
-                check=False)
+    kube.gcloud("compute", "addresses", "delete", "--region", gcp["region"], "--project", gcp["project"],
+                operands=[name], check=False)
 
 
 def unlabel_hub_node(config):
@@ -148,4 +149,4 @@ def unlabel_hub_node(config):
     if nodes:
         print_plan([f"removing the label {key} from {', '.join(nodes)}"])
     for node in nodes:
-        kube.kubectl("label", node, f"{key}-", context=context(config))
+        kube.kubectl("label", "--", node, f"{key}-", context=context(config))

@@ -19,6 +19,7 @@ doit's state holds two digests per image; the side file one pair per image.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -26,10 +27,42 @@ import stat
 from pathlib import Path
 
 
-def listing_digest(roots: list[tuple[str, str]]) -> str:
-    """Digest of every entry under each (prefix, directory) root, or of a root that is one file."""
-    digest = hashlib.sha256()
+# GNU find lists a tree with each entry's stat about twice as fast as a Python walk (50,000
+# files: ~0.19 s against ~0.42 s here); elsewhere (BSD find has no -printf) Python walks.
+FIND_FORMAT = r"%P\0%y\0%s\0%T@\0%m\0%l\n"
 
+
+@functools.lru_cache(maxsize=None)
+def _gnu_find() -> str | None:
+    import shutil
+    import subprocess
+    find = shutil.which("find")
+    if not find:
+        return None
+    probe = subprocess.run([find, "/", "-maxdepth", "0", "-printf", "%y"], capture_output=True, text=True)
+    return find if probe.returncode == 0 and probe.stdout == "d" else None
+
+
+def listing_digest(roots: list[tuple[str, str]], use_find: bool = True) -> str:
+    """Digest of every entry under each (prefix, directory) root, or of a root that is one file:
+    path, type, size, mtime, mode, link target.  Order is the directory's own; an order that
+    changes only costs one content digest."""
+    digest = hashlib.sha256()
+    find = _gnu_find() if use_find else None
+    for prefix, root in roots:
+        digest.update(f"{prefix}\0root\n".encode("utf-8", "surrogateescape"))
+        if not os.path.lexists(root):
+            digest.update(b"missing\n")
+        elif find:
+            import subprocess
+            listed = subprocess.run([find, "--", root, "-printf", FIND_FORMAT], capture_output=True)
+            digest.update(listed.stdout + b"\0exit %d\n" % listed.returncode)
+        else:
+            _walk_into(digest, root)
+    return digest.hexdigest()
+
+
+def _walk_into(digest, root: str):
     def add(rel: str, info: os.stat_result, target: str = ""):
         kind = "l" if stat.S_ISLNK(info.st_mode) else "d" if stat.S_ISDIR(info.st_mode) else "f"
         digest.update(f"{rel}\0{kind}\0{info.st_size}\0{info.st_mtime_ns}\0{info.st_mode & 0o7777:o}\0{target}\n"
@@ -38,8 +71,8 @@ def listing_digest(roots: list[tuple[str, str]]) -> str:
     def walk(directory: str, prefix: str):
         try:
             entries = sorted(os.scandir(directory), key=lambda e: e.name)
-        except FileNotFoundError:
-            digest.update(f"{prefix}\0missing\n".encode("utf-8", "surrogateescape"))
+        except OSError as exc:
+            digest.update(f"{prefix}\0unreadable {exc.errno}\n".encode("utf-8", "surrogateescape"))
             return
         for entry in entries:
             rel = prefix + entry.name
@@ -48,17 +81,11 @@ def listing_digest(roots: list[tuple[str, str]]) -> str:
             if entry.is_dir(follow_symlinks=False):
                 walk(entry.path, rel + "/")
 
-    for prefix, root in roots:
-        try:
-            info = os.stat(root, follow_symlinks=False)
-        except FileNotFoundError:
-            digest.update(f"{prefix}\0missing\n".encode("utf-8", "surrogateescape"))
-            continue
-        if stat.S_ISDIR(info.st_mode):
-            walk(root, prefix)
-        else:
-            add(prefix, info, os.readlink(root) if stat.S_ISLNK(info.st_mode) else "")
-    return digest.hexdigest()
+    info = os.stat(root, follow_symlinks=False)
+    if stat.S_ISDIR(info.st_mode):
+        walk(root, "")
+    else:
+        add("", info, os.readlink(root) if stat.S_ISLNK(info.st_mode) else "")
 
 
 def content_digest(file_digests: dict[str, str]) -> str:

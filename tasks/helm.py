@@ -50,17 +50,17 @@ def _cause(result) -> str:
 
 
 def lint(chart_dir: Path):
-    run("lint", "--strict", str(chart_dir))
+    run("lint", "--strict", "--", str(chart_dir))
 
 
 def package(chart_dir: Path, destination: Path) -> Path:
-    result = run("package", str(chart_dir), "--destination", str(destination))
+    result = run("package", "--destination", str(destination), "--", str(chart_dir))
     return Path(result.stdout.strip().rsplit(" ", 1)[-1])
 
 
 def pull(repository: str, name: str, version: str, destination: Path, timeout=60) -> Path:
     destination.mkdir(parents=True, exist_ok=True)
-    run("pull", name, "--repo", repository, "--version", version, "--destination", str(destination),
+    run("pull", "--repo", repository, "--version", version, "--destination", str(destination), "--", name,
         timeout=timeout)
     return destination / f"{name}-{version}.tgz"
 
@@ -101,8 +101,8 @@ def upgrade(release: str, chart: str, namespace: str, context: str, values: list
             timeout_seconds: int, repo: str = "", version: str = ""):
     with private_values(*values) as files:
         runlock.crash_point("helm:upgrade")  # with a delay (`@SECONDS`): killed while helm works
-        run("upgrade", "--install", release, chart, "--namespace", namespace, "--create-namespace",
-            *_context(context), *upgrade_flags(timeout_seconds), *_source_and_values(repo, version, files),
+        run("upgrade", "--install", "--namespace", namespace, "--create-namespace", *_context(context),
+            *upgrade_flags(timeout_seconds), *_source_and_values(repo, version, files), "--", release, chart,
             timeout=timeout_seconds + 60)
     runlock.crash_point("helm:upgraded")
 
@@ -111,14 +111,14 @@ def template(release: str, chart: str, namespace: str, values: list[dict], repo:
              version: str = "") -> str:
     """The manifests `helm upgrade --install` would apply with these values (no cluster needed)."""
     with private_values(*values) as files:
-        return run("template", release, chart, "--namespace", namespace,
-                   *_source_and_values(repo, version, files)).stdout
+        return run("template", "--namespace", namespace, *_source_and_values(repo, version, files),
+                   "--", release, chart).stdout
 
 
 def user_values(release: str, namespace: str, context: str) -> dict | None:
     """The user-supplied values of a deployed release, or None when it is not deployed."""
-    result = run("get", "values", release, "--namespace", namespace, "--output", "json", *_context(context),
-                 check=False)
+    result = run("get", "values", "--namespace", namespace, "--output", "json", *_context(context),
+                 "--", release, check=False)
     if result.returncode != 0:
         if "not found" in (result.stderr + result.stdout).lower():
             return None
@@ -140,7 +140,7 @@ def release_status(release: str, namespace: str, context: str) -> dict | None:
 def manifest(release: str, namespace: str, context: str) -> list[dict]:
     """The objects of the deployed release, as helm applied them."""
     import yaml
-    text = run("get", "manifest", release, "--namespace", namespace, *_context(context)).stdout
+    text = run("get", "manifest", "--namespace", namespace, *_context(context), "--", release).stdout
     return [doc for doc in yaml.safe_load_all(text) if isinstance(doc, dict) and doc.get("kind")]
 
 
@@ -174,10 +174,10 @@ def drifted_objects(release: str, namespace: str, context: str) -> list[str]:
 
 def rollback(release: str, namespace: str, context: str, timeout_seconds: int = 300):
     """Back to the release's previous revision (undoes a pending upgrade or rollback)."""
-    run("rollback", release, "--namespace", namespace, *_context(context), timeout=timeout_seconds)
+    run("rollback", "--namespace", namespace, *_context(context), "--", release, timeout=timeout_seconds)
 
 
 def uninstall(release: str, namespace: str, context: str):
-    result = run("uninstall", release, "--namespace", namespace, *_context(context), check=False)
+    result = run("uninstall", "--namespace", namespace, *_context(context), "--", release, check=False)
     if result.returncode != 0 and "not found" not in (result.stderr + result.stdout).lower():
         raise HelmError(f"helm uninstall {release} failed: {_cause(result)}")

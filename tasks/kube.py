@@ -78,8 +78,9 @@ def kubectl(*args, context: str = "", check=True) -> subprocess.CompletedProcess
     return run("kubectl", *_context(context, "--context"), *args, check=check)
 
 
-def gcloud(*args, check=True) -> subprocess.CompletedProcess:
-    return run("gcloud", *args, "--quiet", check=check)
+def gcloud(*args, operands=(), check=True) -> subprocess.CompletedProcess:
+    """gcloud ARGS --quiet -- OPERANDS: the config's values are operands, never options."""
+    return run("gcloud", *args, "--quiet", *(["--", *operands] if operands else []), check=check)
 
 
 def kubectl_apply(manifest: dict, context: str = ""):

@@ -43,7 +43,13 @@ def _calls(project):
 def _upgrades(project, release=None):
     release = release or project.cluster.release
     return [c for c in _calls(project) if c["tool"] == "helm" and c["argv"][:1] == ["upgrade"]
-            and c["argv"][2] == release]
+            and _operands(c["argv"])[0] == release]
+
+
+def _operands(argv: list[str]) -> list[str]:
+    """What follows `--`: every operand reaches helm, kubectl and gcloud there, never as an option."""
+    assert "--" in argv, f"no `--` before the operands: {argv}"
+    return argv[argv.index("--") + 1:]
 
 
 class Cluster:
@@ -143,8 +149,8 @@ def test_deploys_the_published_chart_on_the_labelled_node(deployed, gcs_emulator
     upgrade = next(i for i, c in enumerate(calls) if c["tool"] == "helm" and c["argv"][0] == "upgrade")
     assert label < upgrade
     argv = calls[upgrade]["argv"]
-    assert argv[:7] == ["upgrade", "--install", cluster.release, CHART, "--namespace", cluster.namespace,
-                        "--create-namespace"]
+    assert argv[:5] == ["upgrade", "--install", "--namespace", cluster.namespace, "--create-namespace"]
+    assert _operands(argv) == [cluster.release, CHART]
     # helm 4's words (the real helm here is v4): roll back on failure, wait, the config wins conflicts
     assert {"--rollback-on-failure", "--wait=watcher", "--force-conflicts"} <= set(argv) and "--atomic" not in argv
     assert argv[argv.index("--repo") + 1] == f"{gcs_emulator}/{deployed.bucket}"
@@ -449,7 +455,7 @@ def test_ingress_mode_brings_cert_manager_and_traefik_and_the_email_is_cert_mana
     deployed.write("classroom.yaml", text.replace('email: ""', "email: staff@example.edu"))
     result = deployed.doit(check=True)
     assert _ran(result) == {"release:cert-manager", "release:ingress", "release:jupyterhub"}
-    names = [c["argv"][2] for c in _calls(deployed) if c["tool"] == "helm" and c["argv"][:1] == ["upgrade"]]
+    names = [_operands(c["argv"])[0] for c in _calls(deployed) if c["tool"] == "helm" and c["argv"][:1] == ["upgrade"]]
     assert names[-3:-1] in (["cert-manager", "traefik"], ["traefik", "cert-manager"]) and names[-1] == deployed.cluster.release
     cert_manager = next(c["argv"] for c in _upgrades(deployed, "cert-manager"))
     assert cert_manager[cert_manager.index("--repo") + 1] == "https://charts.jetstack.io"
@@ -482,8 +488,9 @@ def test_static_ip_is_reserved_once(project, tmp_path, monkeypatch):
     config = load(project.config)
     assert cluster.reserve_ip(config) == {"address": "203.0.113.10"}
     assert cluster.reserve_ip(config) == {"address": "203.0.113.10"}
-    verbs = [c["argv"][2] for c in _calls(type("P", (), {"double_dir": tmp_path})())]
-    assert verbs == ["describe", "create", "describe", "describe"]
+    calls = [c["argv"] for c in _calls(type("P", (), {"double_dir": tmp_path})())]
+    assert [argv[2] for argv in calls] == ["describe", "create", "describe", "describe"]
+    assert all(_operands(argv) == [config.classroom["hub"]["static_ip_name"]] for argv in calls)
 
 
 def test_teardown_frees_the_static_ip(project, tmp_path):

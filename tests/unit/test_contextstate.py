@@ -40,10 +40,11 @@ def _touch(path, offset=10):
     os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns + offset * 10**9))
 
 
+@pytest.mark.parametrize("use_find", [True, False], ids=["gnu-find", "python-walk"])
 @pytest.mark.parametrize("change", ["touch", "edit", "chmod", "add", "remove", "rename", "symlink", "mkdir"])
-def test_every_kind_of_change_changes_the_listing(context, change):
-    before = listing_digest([("", str(context))])
-    assert listing_digest([("", str(context))]) == before
+def test_every_kind_of_change_changes_the_listing(context, change, use_find):
+    before = listing_digest([("", str(context))], use_find)
+    assert listing_digest([("", str(context))], use_find) == before
     target = context / "sub" / "b.txt"
     if change == "touch":
         _touch(target)
@@ -61,17 +62,26 @@ def test_every_kind_of_change_changes_the_listing(context, change):
         (context / "link").symlink_to("a.txt")
     elif change == "mkdir":
         (context / "empty").mkdir()
-    assert listing_digest([("", str(context))]) != before
+    assert listing_digest([("", str(context))], use_find) != before
 
 
-def test_prefixes_and_single_file_roots_count(context, tmp_path):
+@pytest.mark.parametrize("use_find", [True, False], ids=["gnu-find", "python-walk"])
+def test_prefixes_and_single_file_roots_count(context, tmp_path, use_find):
     data = tmp_path / "data.csv"
     data.write_text("x\n")
-    one = listing_digest([("", str(context)), ("classroom/datasets/d/", str(data))])
-    other = listing_digest([("", str(context)), ("classroom/datasets/e/", str(data))])
+    one = listing_digest([("", str(context)), ("classroom/datasets/d/", str(data))], use_find)
+    other = listing_digest([("", str(context)), ("classroom/datasets/e/", str(data))], use_find)
     assert one != other
-    missing = listing_digest([("", str(context)), ("shared/", str(tmp_path / "absent"))])
-    assert missing != listing_digest([("", str(context))])
+    missing = listing_digest([("", str(context)), ("shared/", str(tmp_path / "absent"))], use_find)
+    assert missing != listing_digest([("", str(context))], use_find)
+    before = listing_digest([("", str(context)), ("d/", str(data))], use_find)
+    data.write_text("y, longer\n")
+    assert listing_digest([("", str(context)), ("d/", str(data))], use_find) != before
+
+
+def test_gnu_find_is_used_here():
+    from tasks.contextstate import _gnu_find
+    assert _gnu_find(), "Debian's find has -printf: the fast path must be the one these tests measure"
 
 
 def test_content_digest_orders_and_separates_entries():

@@ -81,8 +81,15 @@ def inherited_fds(args) -> tuple:
     return tuple(int(a[len("/dev/fd/"):]) for a in args if a.startswith("/dev/fd/") and a[len("/dev/fd/"):].isdigit())
 
 
+def _operands(argv):
+    """Positional arguments: after `--`, as tasks/helm.py and tasks/kube.py pass them."""
+    return argv[argv.index("--") + 1:] if "--" in argv else []
+
+
 def _release_name(argv):
     verb = argv[0] if argv else ""
+    if verb != "list" and _operands(argv):
+        return _operands(argv)[0]
     positional = [a for i, a in enumerate(argv[1:], 1)
                   if not a.startswith("-") and not (argv[i - 1].startswith("-") and "=" not in argv[i - 1]
                                                      and argv[i - 1] not in ("--install", "--all"))]
@@ -136,7 +143,7 @@ def helm(argv):
         if FAIL == "helm-upgrade":
             print("Error: UPGRADE FAILED: context deadline exceeded (double)", file=sys.stderr)
             return 1
-        name, namespace = argv[2], option(argv, "--namespace", "default")
+        name, namespace = _operands(argv)[0], option(argv, "--namespace", "default")
         if name in os.environ.get("KUBE_DOUBLE_RENDER", "").split(","):
             rendered = render(argv, name, namespace)
             if rendered.returncode != 0:
@@ -146,7 +153,7 @@ def helm(argv):
             out = STATE / "rendered"
             out.mkdir(exist_ok=True)
             (out / f"{namespace}_{name}.yaml").write_text(rendered.stdout)
-        releases[f"{namespace}/{name}"] = {"values": values, "chart": argv[3],
+        releases[f"{namespace}/{name}"] = {"values": values, "chart": _operands(argv)[1],
                                            "version": option(argv, "--version")}
         save("releases.json", releases)
         print(f'Release "{name}" has been upgraded. Happy Helming! (double)')
@@ -158,14 +165,14 @@ def helm(argv):
                            "chart": f"{found['chart']}-{found['version']}"}] if found else []))
         return 0
     if verb == "get":
-        key = f"{option(argv, '--namespace', 'default')}/{argv[2]}"
+        key = f"{option(argv, '--namespace', 'default')}/{_operands(argv)[0]}"
         if key not in releases:
             print("Error: release: not found", file=sys.stderr)
             return 1
         print(json.dumps(releases[key]["values"]))
         return 0
     if verb == "uninstall":
-        releases.pop(f"{option(argv, '--namespace', 'default')}/{argv[1]}", None)
+        releases.pop(f"{option(argv, '--namespace', 'default')}/{_operands(argv)[0]}", None)
         save("releases.json", releases)
         return 0
     return 0
@@ -173,13 +180,14 @@ def helm(argv):
 
 def render(argv, name, namespace) -> subprocess.CompletedProcess:
     """The real `helm template` of what `helm upgrade argv` would install."""
-    args = ["template", name, argv[3], "--namespace", namespace]
+    args = ["template", "--namespace", namespace]
     for flag in ("--repo", "--version"):
         if option(argv, flag):
             args += [flag, option(argv, flag)]
     for i, arg in enumerate(argv):
         if arg in ("-f", "--values"):
             args += ["-f", argv[i + 1]]
+    args += ["--", name, _operands(argv)[1]]
     return subprocess.run([os.environ["KUBE_DOUBLE_REAL_HELM"], *args], capture_output=True, text=True,
                           pass_fds=inherited_fds(args))
 
@@ -213,8 +221,9 @@ def kubectl(argv):
         print("\n".join(names))
         return 0
     if args[0] == "label":
-        key, _, value = args[2].partition("=")
-        nodes[args[1]][key] = value
+        node, label = _operands(args)
+        key, _, value = label.partition("=")
+        nodes[node][key] = value
         save("nodes.json", nodes)
         return 0
     if args[0] == "apply":
@@ -241,6 +250,7 @@ def kubectl(argv):
 def gcloud(argv):
     record("gcloud", argv)
     addresses = load("addresses.json", {})
+    argv = argv[:3] + _operands(argv)  # `compute addresses VERB [flags] -- NAME` as VERB NAME
     if argv[:3] == ["compute", "addresses", "describe"]:
         if argv[3] not in addresses:
             print(f"ERROR: (gcloud.compute.addresses.describe) Could not fetch resource: The resource "
