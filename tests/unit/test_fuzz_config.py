@@ -37,6 +37,7 @@ import yaml
 from tasks.config import BACKEND_ENV, DEP_FILE_ENV, Config, ConfigError, validate
 from tasks.formats import FORMATS
 from tasks.imagespec import requirements_file
+from tests.unit.test_config_fuzz import _paths  # every key path of a document
 
 REPO = Path(__file__).resolve().parents[2]
 FILES = ("classroom.yaml", "courses.yaml", "data.yaml")
@@ -218,16 +219,6 @@ class Generator:
         elif kind == "nesting":
             text += "deep: " + "[" * rng.choice([40, 900, 5000]) + "]" * 5000 + "\n"
         case.files[name] = text
-
-
-def _paths(node, prefix=()):
-    yield prefix
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield from _paths(value, prefix + (key,))
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            yield from _paths(value, prefix + (i,))
 
 
 def write_case(case: Case, config_dir: Path):
