@@ -206,7 +206,7 @@ def test_secrets_reach_helm_only_in_memory(deployed):
     # in memory only: a memfd passed as /dev/fd/N, never a path on disk
     assert files and all(f["mode"] == "0o600" and f["on_disk"] is False and path.startswith("/dev/fd/")
                          for path, f in files.items())
-    given = json.dumps([f["content"] for f in files])
+    given = json.dumps([f["content"] for f in files.values()])
     assert all(value in given for value in secrets.values()), "every secret reaches helm, in a file"
     # In the cluster the db password is in the chart's Secret, which the db sidecar reads
     sidecar = next(c for c in deployed.cluster.hub_values()["singleuser"]["extraContainers"] if c["name"] == "db")
