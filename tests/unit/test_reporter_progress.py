@@ -95,3 +95,57 @@ def test_progress_adds_parts_and_ignores_no_progress():
     assert lines == []
     progress.update("a", 100, 100)
     assert lines == ["push: 100 B of 200 B (50%)"]
+
+
+def test_human_bytes_at_the_unit_boundaries():
+    assert human_bytes(1024) == "1.0 KB"          # 1024 is a KB, not 1024 B
+    assert human_bytes(1024 ** 2) == "1.0 MB"
+    assert human_bytes(2 * 1024 ** 5) == "2048.0 TB"  # the largest unit stays
+    assert human_bytes(1023 * 1024 + 1023) == "1024.0 KB"  # rounding, not a 1025 divisor
+    assert human_bytes(10 * 1024 ** 3) == "10.0 GB"
+
+
+def test_a_transfer_of_unknown_size_says_bytes_only_after_the_interval():
+    lines, clock = [], Clock()
+    progress = Progress("copy gs://b/x", lines.append, every=10, clock=clock)
+    clock.now = 5.0
+    progress.update("a", 1, 0)  # no total known: no fraction, so no quarter line
+    assert lines == []
+    clock.now = 10.0  # exactly the interval since the start: a line
+    progress.update("a", 2, 0)
+    assert lines == ["copy gs://b/x: 2 B"]
+    clock.now = 19.5
+    progress.update("a", 3, 0)
+    assert lines == ["copy gs://b/x: 2 B"]
+
+
+def test_the_first_byte_counts_and_quarters_are_counted_from_where_a_line_was_said():
+    lines, clock = [], Clock()
+    progress = Progress("push", lines.append, every=10, clock=clock)
+    clock.now = 10.0
+    progress.update("a", 1, 400)  # the very first byte, after the interval
+    assert lines == ["push: 1 B of 400 B (0%)"]
+    progress.update("a", 150, 400)  # 37%: more than a quarter since 0
+    progress.update("a", 190, 400)  # 47%: under the next quarter (50%)
+    assert lines[-1] == "push: 150 B of 400 B (38%)" and len(lines) == 2
+    progress.update("a", 200, 400)  # 50%
+    assert lines[-1] == "push: 200 B of 400 B (50%)"
+
+
+def test_finish_says_the_bytes_and_the_elapsed_seconds():
+    lines, clock = [], Clock()
+    clock.now = 100.0
+    progress = Progress("upload", lines.append, clock=clock)
+    progress.update("a", 2048, 2048)
+    clock.now = 104.0
+    assert progress.finish() == "upload: done, 2.0 KB in 4.0 s" == lines[-1]
+
+
+def test_checks_without_a_note_and_hidden_tasks_add_no_line():
+    report, stream = _reporter()
+    plain = Task("chart:publish", [lambda: True], uptodate=[lambda: True])
+    report.skip_uptodate(plain)
+    hidden = Task("_private", [lambda: True], uptodate=[Note("already there")])
+    report.skip_uptodate(hidden)
+    assert stream.getvalue() == "-- chart:publish\n"
+    assert reporter.note_of(plain) == ""
