@@ -166,3 +166,11 @@ def test_a_fifo_or_socket_in_a_context_is_never_sent(context):
     assert "sub/pipe" not in files and "sock" not in files
     assert {"Dockerfile", ".dockerignore", "a.txt", "sub/b.txt"} == set(files)
     assert _digests(context)()  # and digesting the context does not block on them
+
+
+@pytest.mark.parametrize("use_find", [True, False], ids=["gnu-find", "python-walk"])
+def test_a_root_that_is_a_link_is_followed(context, tmp_path, use_find):
+    (tmp_path / "data").symlink_to(context)
+    before = listing_digest([("d/", str(tmp_path / "data"))], use_find)
+    (context / "sub" / "b.txt").write_text("b, edited through the link\n")
+    assert listing_digest([("d/", str(tmp_path / "data"))], use_find) != before
