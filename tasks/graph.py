@@ -103,15 +103,18 @@ def reason(reasons: dict, root: str) -> str:
     return "; ".join(words)
 
 
+def depends_on(task) -> list[str]:
+    """The tasks a doit Task waits for: task_dep, setup tasks, and the sources of its getargs."""
+    return list(task.task_dep) + list(task.setup_tasks) + [source for source, _ in (task.getargs or {}).values()]
+
+
 def chain(tasks: list, own: dict[str, str], root: str) -> Chain:
     """The chain of doit Task objects `tasks` (already selected), given each one's own check."""
     names = {t.name for t in tasks}
     upstream: dict[str, list[str]] = {}
     inputs: dict[str, set[str]] = {}
     for task in tasks:
-        deps = [d for d in list(task.task_dep) + list(task.setup_tasks) if d in names]
-        deps += [source for source, _ in (task.getargs or {}).values() if source in names]
-        upstream[task.name] = sorted(set(deps))
+        upstream[task.name] = sorted({dep for dep in depends_on(task) if dep in names})
         for utd, _args, _kwargs in task.uptodate:
             if isinstance(utd, value_inputs):
                 for key in utd.keys:
@@ -226,7 +229,7 @@ def _with_dependencies(names: list[str], by_name: dict) -> list[str]:
             return
         seen.append(name)
         task = by_name[name]
-        for dep in list(task.task_dep) + list(task.setup_tasks) + [s for s, _ in (task.getargs or {}).values()]:
+        for dep in depends_on(task):
             add(dep)
 
     for name in names:
