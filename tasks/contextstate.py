@@ -121,14 +121,9 @@ class SideFile:
         if data.get(image) == pair:
             return
         data[image] = pair
+        from tasks.statefile import write_atomically
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # `.NAME.PID.tmp`: what the next run sweeps when this one is killed here (runlock)
-            temp = str(self.path.parent / f".{self.path.name}.{os.getpid()}.tmp")
-            handle = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(handle, "w", encoding="utf-8") as out:
-                json.dump(data, out, sort_keys=True)
-            os.replace(temp, self.path)
+            write_atomically(str(self.path), json.dumps(data, sort_keys=True).encode(), point="contexts")
         except OSError:
             pass  # a cache: without it the next no-op computes the content digest again
 

@@ -84,8 +84,9 @@ class CrashSafeJsonDB(JsonDB):
         self._saved = text
 
 
-def write_atomically(path: str, data: bytes):
-    """Replace `path` by `data`: temp file in the same directory, fsync, rename, fsync dir."""
+def write_atomically(path: str, data: bytes, point: str = "state"):
+    """Replace `path` by `data`: temp file in the same directory, fsync, rename, fsync dir.
+    `point` names the crash test's kill points in it (`state:written`, ...)."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     temp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
@@ -94,14 +95,14 @@ def write_atomically(path: str, data: bytes):
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
-            runlock.crash_point("state:written")
+            runlock.crash_point(f"{point}:written")
             os.fsync(handle.fileno())
-        runlock.crash_point("state:synced")
+        runlock.crash_point(f"{point}:synced")
         os.replace(temp, path)
     except BaseException:
         _unlink_quietly(temp)
         raise
-    runlock.crash_point("state:renamed")
+    runlock.crash_point(f"{point}:renamed")
     dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(dir_fd)
