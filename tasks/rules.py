@@ -56,6 +56,20 @@ def check_all(docs: dict, raw: dict, problems: Problems, project_dir: Path):
                     and kind(source) == "local"):
                 _local_file(docs["data.yaml"], raw["data.yaml"], ("datasets", i, "source"),
                             problems, project_dir, file_name="data.yaml", kinds=_FILE_OR_DIRECTORY)
+        _dataset_courses_exist(datasets, docs.get("courses.yaml"), raw["data.yaml"], problems)
+
+
+def _dataset_courses_exist(datasets, courses_doc, yaml_doc, problems):
+    courses = _get(courses_doc, "courses")
+    if not isinstance(courses, list):
+        return  # courses.yaml did not load: its own problems are reported
+    known = sorted({c.get("name") for c in courses if isinstance(c, dict) and isinstance(c.get("name"), str)})
+    for i, dataset in enumerate(datasets):
+        listed = _get(dataset, "courses")
+        for j, course in enumerate(listed if isinstance(listed, list) else []):
+            if isinstance(course, str) and course not in known:
+                problems.add("data.yaml", yaml_doc, ("datasets", i, "courses", j), found(course),
+                             f"a course of courses.yaml ({', '.join(known) or 'none defined'})")
 
 
 class _Needs:

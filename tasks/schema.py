@@ -137,6 +137,9 @@ CLASSROOM = {
     "buckets": section({
         "charts": string("bucket_url", default="file://.classroom/buckets/charts"),
         "data": string("bucket_url", default="file://.classroom/buckets/data"),
+        # The data bucket is ours alone: `data:upload` deletes the objects of removed files
+        # and datasets.  Off by default: a shared bucket must not lose anybody else's objects.
+        "prune_data": boolean(False),
     }),
     "chart": section({
         # z2jh, pinned: the classroom chart depends on exactly this version. 4.4.0 runs
@@ -264,6 +267,8 @@ DATA = {
             "name": string("dns_label", required=True),
             "source": string("data_source", required=True),
             "description": optional("text"),
+            # the courses whose students and instructors get it; none: everybody
+            "courses": string_list("course_name"),
         }},
     },
 }
