@@ -58,7 +58,12 @@ def main():
 
 
 def measure(cases: dict, env: dict, runs: int) -> dict:
-    """Warm up (and bring every task up to date), then time the cases interleaved."""
+    """Warm up (and bring every task up to date), then time the cases interleaved.
+
+    Python writes and reuses its bytecode caches, as on a user's machine: a
+    PYTHONDONTWRITEBYTECODE inherited from the shell would make every run
+    compile the project's modules (but not doit's, installed with theirs)."""
+    env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
     for cmd, cwd in cases.values():
         subprocess.run(cmd, cwd=cwd, env=env, check=True, capture_output=True)
     times = {name: [] for name in cases}

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import time
 
 import pytest
 
@@ -174,3 +177,150 @@ def test_a_root_that_is_a_link_is_followed(context, tmp_path, use_find):
     before = listing_digest([("d/", str(tmp_path / "data"))], use_find)
     (context / "sub" / "b.txt").write_text("b, edited through the link\n")
     assert listing_digest([("d/", str(tmp_path / "data"))], use_find) != before
+
+
+# The probe: after a quiet listing, a no-op takes no listing at all, and every kind of change
+# is still seen.  QUIET_SECONDS is shortened so that files made by the test count as settled;
+# the pause puts the change in a later clock tick than the listing's newest entry.
+SETTLE = 0.05
+
+
+@pytest.fixture
+def settled(monkeypatch):
+    from tasks import contextstate
+    monkeypatch.setattr(contextstate, "QUIET_SECONDS", SETTLE)
+
+    def wait():
+        time.sleep(3 * SETTLE)
+    return wait
+
+
+class CountingListings:
+    def __init__(self, monkeypatch):
+        from tasks import contextstate
+        self.calls, real = 0, contextstate.take_listing
+
+        def counted(*args, **kwargs):
+            self.calls += 1
+            return real(*args, **kwargs)
+        monkeypatch.setattr(contextstate, "take_listing", counted)
+
+
+def _fresh_check(context, side_path, use_find=True):
+    """A new check and side file per run, as each `doit` process makes them."""
+    side = SideFile(side_path, use_find)
+    return context_unchanged("base", [("", str(context))], _digests(context), side), side
+
+
+@pytest.mark.parametrize("use_find", [True, False], ids=["gnu-find", "python-walk"])
+def test_a_quiet_context_is_probed_not_listed_and_nothing_is_written(context, tmp_path, settled, monkeypatch,
+                                                                      use_find):
+    settled()
+    check, _ = _fresh_check(context, tmp_path / "side.json", use_find)
+    _, state = _run(check, {})
+    record = json.loads((tmp_path / "side.json").read_text())["base"]
+    assert record["since"] and record["listing"] == state[check.STATE_KEY]["listing"]
+    written = (tmp_path / "side.json").stat()
+    listings = CountingListings(monkeypatch)
+    for _ in range(2):
+        check, _ = _fresh_check(context, tmp_path / "side.json", use_find)
+        assert check(None, state) is True
+    assert listings.calls == 0, "a quiet context is answered by the probe alone"
+    after = (tmp_path / "side.json").stat()
+    assert (after.st_ino, after.st_mtime_ns) == (written.st_ino, written.st_mtime_ns), "a no-op writes nothing"
+
+
+@pytest.mark.parametrize("use_find", [True, False], ids=["gnu-find", "python-walk"])
+@pytest.mark.parametrize("change", ["edit", "same-size", "exec", "add", "remove", "rename", "symlink", "deep",
+                                    "dockerfile"])
+def test_every_change_after_a_quiet_listing_is_seen(context, tmp_path, settled, change, use_find):
+    (context / "sub" / "deeper" / "still").mkdir(parents=True)
+    (context / "sub" / "deeper" / "still" / "d.txt").write_text("d\n")
+    settled()
+    check, _ = _fresh_check(context, tmp_path / "side.json", use_find)
+    _, state = _run(check, {})
+    settled()
+    target = context / "sub" / "b.txt"
+    if change == "edit":
+        target.write_text("B, longer\n")
+    elif change == "same-size":  # same size, mtime put back: only ctime tells
+        info = target.stat()
+        target.write_text("c\n")
+        os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
+    elif change == "exec":
+        target.chmod(0o755)
+    elif change == "add":
+        (context / "sub" / "new.txt").write_text("n")
+    elif change == "remove":
+        target.unlink()
+    elif change == "rename":
+        target.rename(context / "sub" / "c.txt")
+    elif change == "symlink":
+        (context / "link").symlink_to("a.txt")
+    elif change == "deep":
+        (context / "sub" / "deeper" / "still" / "d.txt").write_text("e\n")
+    elif change == "dockerfile":
+        (context / "Dockerfile").write_text("FROM scratch\nCOPY . /srv/\n")
+    check, _ = _fresh_check(context, tmp_path / "side.json", use_find)
+    assert check(None, state) is False and repr(check) == "build context changed"
+
+
+def test_a_listing_with_a_change_in_its_last_seconds_is_not_trusted_to_the_probe(context, tmp_path):
+    check, side = _fresh_check(context, tmp_path / "side.json")
+    _, state = _run(check, {})  # the fixture's files are seconds old at most
+    assert side.read()["base"]["since"] is None
+    check, _ = _fresh_check(context, tmp_path / "side.json")
+    assert check(None, state) is True
+
+
+def test_a_root_link_pointed_elsewhere_is_seen_without_a_change_under_either(context, tmp_path, settled):
+    other = tmp_path / "other"
+    shutil.copytree(context, other)
+    (other / "a.txt").write_text("another context\n")
+    link = tmp_path / "images-base"
+    link.symlink_to(context)
+    settled()
+    side = SideFile(tmp_path / "side.json")
+    check = context_unchanged("base", [("", str(link))], _digests(link), side)
+    _, state = _run(check, {})
+    settled()
+    link.unlink()
+    link.symlink_to(other)
+    check = context_unchanged("base", [("", str(link))], _digests(link), SideFile(tmp_path / "side.json"))
+    assert check(None, state) is False
+
+
+def test_a_root_that_appears_is_seen(context, tmp_path, settled):
+    roots = [("", str(context)), ("shared/", str(tmp_path / "shared"))]
+    settled()
+    check = context_unchanged("base", roots, _digests(context), SideFile(tmp_path / "side.json"))
+    _, state = _run(check, {})
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "start").write_text("#!/bin/sh\n")
+    check = context_unchanged("base", roots, _digests(context), SideFile(tmp_path / "side.json"))
+    check(None, state)
+    assert check.current["listing"] != state[check.STATE_KEY]["listing"]
+
+
+def test_all_images_are_probed_at_once(context, tmp_path, settled, monkeypatch):
+    other = tmp_path / "db"
+    shutil.copytree(context, other)
+    settled()
+    side = SideFile(tmp_path / "side.json")
+    checks = [context_unchanged(name, [("", str(root))], _digests(root), side)
+              for name, root in (("base", context), ("db", other))]
+    states = [_run(check, {})[1] for check in checks]
+    from tasks import contextstate
+    started = []
+    real_init = contextstate.Probe.__init__
+
+    def recording(self, roots, since, use_find=True):
+        started.append(roots)
+        real_init(self, roots, since, use_find)
+    monkeypatch.setattr(contextstate.Probe, "__init__", recording)
+    side = SideFile(tmp_path / "side.json")
+    checks = [context_unchanged(name, [("", str(root))], _digests(root), side)
+              for name, root in (("base", context), ("db", other))]
+    assert checks[0](None, states[0]) is True
+    assert len(started) == 2, "the first check starts every image's probe"
+    assert checks[1](None, states[1]) is True and len(started) == 2
