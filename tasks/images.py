@@ -24,7 +24,7 @@ from doit.tools import result_dep
 from tasks import imagespec, runlock
 from tasks.config import doit_settings
 from tasks.contextstate import SideFile, context_unchanged
-from tasks.inputs import config_inputs
+from tasks.inputs import value_inputs
 from tasks.reporter import OUTCOME, result_without_outcome
 
 DOCS = {
@@ -46,7 +46,7 @@ def image_tasks(config):
             # the second action keeps "built" vs "already there" out of the result that
             # the children's result_dep compares (the early cut-off)
             "actions": [(ensure_image, [config, spec.name]), result_without_outcome],
-            "uptodate": [config_inputs(config, *spec.config_keys),
+            "uptodate": [value_inputs(imagespec.config_values(config, spec)),
                          context_unchanged(spec.name, imagespec.context_roots(config, spec),
                                            functools.partial(_file_digests, config, spec), side_file)],
             "verbosity": 2,

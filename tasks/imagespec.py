@@ -128,10 +128,20 @@ def generated_files(config, spec: ImageSpec) -> dict[str, bytes]:
         packages = {p for course in config.courses for p in course["packages"]}
         files["classroom/requirements-courses.txt"] = requirements_file(packages)
     if spec.bakes_datasets:
-        listing = [{"name": d["name"], "source": d["source"], "description": d["description"]}
-                   for d in config.datasets]
-        files["classroom/datasets.json"] = (json.dumps(listing, indent=2, sort_keys=True) + "\n").encode()
+        files["classroom/datasets.json"] = (json.dumps(baked_datasets(config), indent=2, sort_keys=True)
+                                            + "\n").encode()
     return files
+
+
+def baked_datasets(config) -> list[dict]:
+    """What an image that bakes the datasets holds of data.yaml: not who may see each one in
+    the cluster (`courses`), which the release alone reads."""
+    return [{"name": d["name"], "source": d["source"], "description": d["description"]} for d in config.datasets]
+
+
+def config_values(config, spec: ImageSpec) -> dict:
+    """The config values the image's task reads, by key: its up-to-date inputs."""
+    return {key: baked_datasets(config) if key == "datasets" else config.value(key) for key in spec.config_keys}
 
 
 def requirements_file(packages) -> bytes:
