@@ -9,6 +9,8 @@ changes on both sides at once.  Pure: standard library only.
 
 from __future__ import annotations
 
+import hashlib
+
 # Objects of the classroom chart (namespaced).
 EXCHANGE_CLAIM = "classroom-exchange"            # RWX PVC: nbgrader's exchange
 EXCHANGE_SERVER = "classroom-exchange-nfs"       # NFS server: Deployment, Service and its RWO disk
@@ -37,6 +39,17 @@ NOTEBOOK_UID = 1000                              # z2jh's singleuser.uid: every 
 USERS_GID = 100                                  # z2jh's singleuser.fsGid
 GRADER_PORT = 8888
 TLS_SECRET = "classroom-tls"                     # cert-manager's certificate of the hub (TLS mode ingress)
+
+# Datasets: each one at DATA_DIR/<name>, in the local image (baked in) and in every student
+# server of the cluster (a Cloud Storage FUSE CSI volume).  images/local/Dockerfile and
+# images/shared/classroom-start hold the same path (tests/unit/test_releasespec.py checks).
+DATA_DIR = "/srv/data"
+DATA_LINK = "data"                               # classroom-start's link in the home, to DATA_DIR
+GCSFUSE_DRIVER = "gcsfuse.csi.storage.gke.io"    # GKE's Cloud Storage FUSE CSI driver (add-on)
+GCSFUSE_ANNOTATION = "gke-gcsfuse/volumes"       # "true": GKE injects the gcsfuse sidecar
+# The Kubernetes service account of the student servers when they mount datasets: the one
+# principal that gets read access to the data bucket (Workload Identity).
+USER_SERVICE_ACCOUNT = "classroom-user"
 
 
 def grader_service(course: str) -> str:
@@ -68,6 +81,19 @@ def nbgrader_group(course: str) -> str:
     return f"nbgrader-{course}"
 
 
+def data_path(dataset: str) -> str:
+    return f"{DATA_DIR}/{dataset}"
+
+
+def data_volume(dataset: str) -> str:
+    """A dataset's volume in a pod: a DNS-1123 label (at most 63 characters) for any dataset
+    name, which may itself be 63 long; distinct names give distinct volumes."""
+    name = f"data-{dataset}"
+    if len(name) <= 63:
+        return name
+    return f"{name[:54]}-{hashlib.sha256(dataset.encode()).hexdigest()[:8]}"
+
+
 def issuer_name(namespace: str) -> str:
     """cert-manager's ClusterIssuer (cluster-wide: the namespace keeps classrooms apart)."""
     return f"{namespace}-letsencrypt"
@@ -93,6 +119,8 @@ def chart_names(courses: list[str]) -> dict:
         "notebookUid": NOTEBOOK_UID,
         "usersGid": USERS_GID,
         "graderPort": GRADER_PORT,
+        "userServiceAccount": USER_SERVICE_ACCOUNT,
+        "gcsfuseAnnotation": GCSFUSE_ANNOTATION,
         "graders": {course: {"service": grader_service(course), "user": grader_user(course),
                              "host": grader_host(course), "formgradeGroup": formgrade_group(course),
                              "nbgraderGroup": nbgrader_group(course)}

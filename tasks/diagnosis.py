@@ -2,7 +2,10 @@
 
 For one user: the server pod's status and events, the logs of its notebook
 and db containers, and the tail of the hub's log.  For no user: the hub's
-and the proxy's pods and the hub's log.  Nothing here changes the cluster.
+and the proxy's pods and the hub's log.  When the config mounts datasets
+(a gs:// data bucket), first whether the cluster has GKE's Cloud Storage FUSE
+CSI driver, without which no student server that mounts one starts.  Nothing
+here changes the cluster.
 """
 
 from __future__ import annotations
@@ -34,10 +37,51 @@ def steps(namespace: str, user: str) -> list[tuple[str, list[str]]]:
     ]
 
 
+def enable_fuse_driver(config) -> str:
+    """The gcloud command that enables GKE's Cloud Storage FUSE CSI driver add-on."""
+    gcp = config.classroom["gcp"]
+    return (f"gcloud container clusters update {gcp['cluster'] or 'CLUSTER'} "
+            f"--project {gcp['project'] or 'PROJECT'} --location {gcp['zone']} "
+            f"--update-addons GcsFuseCsiDriver=ENABLED (--location {gcp['region']} for a regional cluster)")
+
+
+def fuse_driver_missing(config, found) -> str:
+    """One line when the config mounts datasets and `kubectl get csidriver` did not find the
+    driver (`found`: its CompletedProcess), else ""."""
+    from tasks import contract
+    if found.returncode == 0:
+        return ""
+    if "NotFound" not in found.stderr and "not found" not in found.stderr:
+        return (f"cannot tell whether the cluster has the CSIDriver {contract.GCSFUSE_DRIVER}: "
+                f"{found.stderr.strip()[-200:]}")
+    return (f"the cluster has no CSIDriver {contract.GCSFUSE_DRIVER}: student servers that mount a dataset "
+            f"cannot start; enable GKE's Cloud Storage FUSE CSI driver add-on: {enable_fuse_driver(config)}")
+
+
+def check_fuse_driver(config, context: str) -> bool:
+    """When the student servers mount datasets: is the CSI driver there?  False when kubectl cannot run."""
+    from tasks import contract, kube, releasespec
+    if not releasespec.data_values(config):
+        if config.datasets:
+            print(f"==== datasets: not mounted in the cluster: buckets.data is "
+                  f"{config.classroom['buckets']['data']}, not a gs:// bucket the cluster can read")
+        return True
+    print(f"==== datasets: kubectl get csidriver {contract.GCSFUSE_DRIVER}")
+    try:
+        found = kube.kubectl("get", "csidriver", contract.GCSFUSE_DRIVER, "-o", "name", context=context, check=False)
+    except kube.KubeError as exc:
+        print(f"(cannot run kubectl: {exc})")
+        return False
+    print(fuse_driver_missing(config, found) or found.stdout.strip())
+    return True
+
+
 def diagnose(config, user=""):
     from tasks import kube
     namespace = config.classroom["release"]["namespace"]
     context = config.classroom["cluster"]["kube_context"]
+    if not check_fuse_driver(config, context):
+        return True
     for title, args in steps(namespace, user):
         print(f"==== {title}: kubectl {' '.join(args)}")
         try:

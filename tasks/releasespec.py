@@ -12,7 +12,8 @@ separate 0600 values file (tasks/release.py).
 
 Every hub setting is checked against the code that reads it: z2jh 4.4.0's
 files/hub/jupyterhub_config.py, JupyterHub 5.5.0, KubeSpawner 7.0.0 and
-jupyterhub-ldapauthenticator 2.0.2.
+jupyterhub-ldapauthenticator 2.0.2; the dataset volumes against GKE's Cloud
+Storage FUSE CSI driver (github.com/GoogleCloudPlatform/gcs-fuse-csi-driver).
 """
 
 from __future__ import annotations
@@ -157,6 +158,107 @@ def hub_config(config) -> dict:
     return settings
 
 
+def data_bucket(config) -> str:
+    """The bucket name of buckets.data when the cluster can mount it (gs://), else ""."""
+    url = config.classroom["buckets"]["data"]
+    return url[len("gs://"):].rstrip("/") if url.startswith("gs://") else ""
+
+
+def dataset_volume(bucket: str, dataset: str) -> dict:
+    """One dataset as a CSI ephemeral volume of the Cloud Storage FUSE driver: read-only, and
+    only the dataset's own folder of the bucket (data:upload puts it at <bucket>/<name>/).
+    One volume per dataset, not the bucket: a bucket mount would show every course's data."""
+    return {"name": contract.data_volume(dataset),
+            "csi": {"driver": contract.GCSFUSE_DRIVER, "readOnly": True,
+                    # implicit-dirs: folders exist only as object name prefixes in the bucket.
+                    "volumeAttributes": {"bucketName": bucket,
+                                         "mountOptions": f"implicit-dirs,only-dir={dataset}"}}}
+
+
+def dataset_mount(dataset: str) -> dict:
+    return {"name": contract.data_volume(dataset), "mountPath": contract.data_path(dataset), "readOnly": True}
+
+
+def dataset_groups(config, dataset: dict) -> list[str]:
+    """The hub groups whose members get the dataset; [] = everybody.
+
+    A course's students and instructors are its nbgrader-<course> group (`groups`).  A course
+    with no students listed is open to every user (classroom-start's rule), so its datasets
+    go to everybody too.
+    """
+    open_courses = {c["name"] for c in config.courses if not c["students"]}
+    names = dataset.get("courses") or []
+    if not names or open_courses & set(names):
+        return []
+    return sorted(contract.nbgrader_group(name) for name in set(names))
+
+
+def data_values(config) -> dict:
+    """Which datasets every student server mounts, as hub values (empty without datasets or
+    without a gs:// data bucket: a bucket on disk cannot reach the cluster).
+
+    Datasets for everybody are z2jh's singleuser.storage.extraVolumes/extraVolumeMounts
+    (dicts: helm merges them with the packaged exchange and nbgrader mounts).  A course's
+    datasets are decided at spawn time by JupyterHub 5.5's `Spawner.group_overrides`: the
+    volumes, mounts and annotation reach only members of the course's groups (dicts merged
+    into KubeSpawner's own, in key order).  GKE injects the gcsfuse sidecar into a pod that
+    has the annotation, so only a pod that mounts a dataset carries it.  JupyterHub merges an
+    override into that user's spawner, which lives until the hub restarts: a user removed from
+    a course loses its datasets at the hub's next start, which every courses.yaml edit makes.
+    """
+    bucket = data_bucket(config) if config.datasets else ""
+    if not bucket:
+        return {}
+    annotation = {contract.GCSFUSE_ANNOTATION: "true"}
+    volumes, mounts, overrides = {}, {}, {}
+    for dataset in config.datasets:
+        name, groups = dataset["name"], dataset_groups(config, dataset)
+        volume, mount = dataset_volume(bucket, name), dataset_mount(name)
+        if not groups:
+            volumes[volume["name"]], mounts[volume["name"]] = volume, mount
+            continue
+        overrides[f"classroom-data-{name}"] = {
+            "groups": groups,
+            "spawner_override": {"volumes": {volume["name"]: volume},
+                                 "volume_mounts": {volume["name"]: mount},
+                                 "extra_annotations": annotation}}
+    singleuser = {
+        # The principal of the data bucket's one IAM binding (README: datasets); the chart makes
+        # this service account when the release names it.
+        "serviceAccountName": contract.USER_SERVICE_ACCOUNT,
+        # The gcsfuse sidecar gets its token from the GKE metadata server (Workload Identity),
+        # which z2jh's singleuser NetworkPolicy denies by default; the whole pod shares it.
+        "networkPolicy": {"egressAllowRules": {"cloudMetadataServer": True}},
+    }
+    if volumes:
+        singleuser["storage"] = {"extraVolumes": volumes, "extraVolumeMounts": mounts}
+        singleuser["extraAnnotations"] = annotation
+    # The service account gives the pod a cloud identity only: no Kubernetes API token in
+    # the student's container (KubeSpawner would mount one for a named service account).
+    spawner = {"automount_service_account_token": False}
+    if overrides:
+        spawner["group_overrides"] = overrides
+    return {"singleuser": singleuser, "hub": {"config": {"KubeSpawner": spawner}}}
+
+
+def grader_data(config) -> dict:
+    """`classroom.data.graders`: per course, the datasets its grader mounts (the course's and
+    everybody's), so that autograding a notebook that reads DATA_DIR works; {} when the
+    servers mount none (data_values).  The chart's graders.yaml adds them to the Deployment."""
+    bucket = data_bucket(config)
+    if not bucket:
+        return {}
+    groups = {d["name"]: dataset_groups(config, d) for d in config.datasets}
+    graders = {}
+    for course in config.courses:
+        group = contract.nbgrader_group(course["name"])
+        names = [name for name, allowed in groups.items() if not allowed or group in allowed]
+        if names:
+            graders[course["name"]] = {"volumes": [dataset_volume(bucket, n) for n in names],
+                                       "volumeMounts": [dataset_mount(n) for n in names]}
+    return graders
+
+
 def proxy_and_ingress(config, static_ip: str) -> dict:
     """How the hub is reached: z2jh's autohttps, an Ingress with cert-manager, or plain HTTP;
     on the static IP, unless an Ingress controller holds it."""
@@ -202,18 +304,27 @@ def hub_values(config, static_ip: str) -> dict:
         "cull": {"enabled": culling["enabled"], "timeout": culling["timeout"], "every": culling["every"]},
     }
     values.update(proxy_and_ingress(config, static_ip))
-    return values
+    return merge(values, data_values(config))
+
+
+def merge(base: dict, overlay: dict) -> dict:
+    """Deep merge: mappings merge, anything else in `overlay` replaces."""
+    merged = dict(base)
+    for key, value in overlay.items():
+        merged[key] = merge(merged[key], value) \
+            if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
 
 
 def release_values(config, static_ip: str = "") -> dict:
     """Everything helm needs besides the packaged chart and the secrets file."""
     tls = config.classroom["hub"]["tls"]
     # The ClusterIssuer (and so the contact email) belongs to release:cert-manager.
-    return {
-        "jupyterhub": hub_values(config, static_ip),
-        "classroom": {"tls": {"mode": tls["mode"], "acmeServer": tls["acme_server"],
-                              "ingressClass": INGRESS_CLASS}},
-    }
+    classroom = {"tls": {"mode": tls["mode"], "acmeServer": tls["acme_server"], "ingressClass": INGRESS_CLASS}}
+    graders = grader_data(config)
+    if graders:
+        classroom["data"] = {"graders": graders}
+    return {"jupyterhub": hub_values(config, static_ip), "classroom": classroom}
 
 
 def issuer_name(config) -> str:

@@ -67,7 +67,8 @@ def _dataset_courses_exist(datasets, courses_doc, yaml_doc, problems):
     for i, dataset in enumerate(datasets):
         listed = _get(dataset, "courses")
         for j, course in enumerate(listed if isinstance(listed, list) else []):
-            if isinstance(course, str) and course not in known:
+            # a name that is not even a course name has had its line from the schema
+            if isinstance(course, str) and FORMATS["course_name"].check(course) and course not in known:
                 problems.add("data.yaml", yaml_doc, ("datasets", i, "courses", j), found(course),
                              f"a course of courses.yaml ({', '.join(known) or 'none defined'})")
 

@@ -271,6 +271,16 @@ CASES = [
                                         "  - {name: a, source: gs://bucket/b}\n"}, [
         "config/data.yaml:3: datasets[1].name: found 'a' (text) again; expected a unique dataset name "
         "('a' is already datasets[0])"]),
+    ("dataset-unknown-course", {"courses.yaml": COURSE,
+                                "data.yaml": "datasets:\n  - name: flights\n    source: gs://bucket/flights\n"
+                                             "    courses: [intro, stats]\n"}, [
+        "config/data.yaml:4: datasets[0].courses[1]: found 'stats' (text); expected a course of "
+        "courses.yaml (intro)"]),
+    ("dataset-course-not-a-name", {"data.yaml": "datasets:\n  - name: flights\n    source: gs://bucket/f\n"
+                                                "    courses: [Data_Science]\n"}, [
+        "config/data.yaml:4: datasets[0].courses[0]: found 'Data_Science' (text); expected a DNS-1123 label "
+        "of at most 40 characters (lowercase letters, digits and '-'; it becomes part of group, service and "
+        "volume names)"]),
     ("yaml-syntax", {"courses.yaml": "courses:\n  - name: intro\n   repo: x\n"}, [
         "config/courses.yaml:3: YAML syntax error at line 3, column 4: while parsing a block "
         "collection did not find expected '-' indicator"]),

@@ -203,3 +203,62 @@ def test_the_tag_is_laid_out_as_documented(images_project):
                                                                                               {}, "p", "")
     other = _specs(images_project)["local"]
     assert imagespec.content_tag(other, *inputs[1:]) == _reference_tag("local", *inputs[1:])
+
+
+def test_only_other_users_exec_bit_still_counts(tmp_path):
+    path = tmp_path / "run.sh"
+    path.write_text("#!/bin/sh\n")
+    path.chmod(0o641)
+    assert imagespec.file_digest(path).startswith("x:")
+    path.chmod(0o640)
+    assert imagespec.file_digest(path).startswith("-:")
+
+
+def test_generated_json_is_sorted_and_indented(images_project):
+    config = load(images_project.config)
+    files = imagespec.generated_files(config, _specs(images_project)["local"])
+    for name in ("classroom/courses.json", "classroom/datasets.json"):
+        text = files[name].decode()
+        keys = json.loads(text, object_pairs_hook=lambda pairs: [key for key, _ in pairs])
+        assert all(item == sorted(item) for item in keys), f"{name}: keys sorted, whatever the code's order"
+        assert text.startswith('[\n  {\n    "'), f"{name}: two-space indentation"
+
+
+def test_the_hub_image_reads_its_own_base_image(images_project):
+    hub = images_project.root / "images" / "hub"
+    hub.mkdir()
+    (hub / "Dockerfile").write_text("ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n")
+    spec = _specs(images_project)["hub"]
+    assert spec.source == hub and spec.parent is None
+    changed = _changed_inputs(images_project, lambda: _edit(images_project, "classroom.yaml", "hub_base_image: ",
+                                                            "hub_base_image: quay.io/jupyterhub/k8s-hub:4.4.1 #"))
+    assert changed == {"hub"}
+
+
+def _datasets(project, entries: str):
+    (project.config / "data.yaml").write_text("datasets:\n" + entries)
+
+
+def test_the_local_image_bakes_local_datasets_files_and_directories_only(images_project):
+    data = images_project.root / "data"
+    (data / "tables").mkdir(parents=True)
+    (data / "tables" / "t.csv").write_text("a\n")
+    (data / "one.parquet").write_bytes(b"PAR1")
+    _datasets(images_project, "  - {name: tables, source: data/tables}\n"
+                              "  - {name: single, source: data/one.parquet}\n"
+                              "  - {name: remote, source: 'https://example.org/data.git'}\n"
+                              "  - {name: bucket, source: 'gs://example-data/prefix'}\n")
+    config = load(images_project.config)
+    spec = _specs(images_project)["local"]
+    sources = dict(imagespec.sources(config, spec))
+    assert sources["classroom/datasets/tables/t.csv"] == str(data / "tables" / "t.csv")
+    assert sources["classroom/datasets/single/one.parquet"] == str(data / "one.parquet")
+    assert not [rel for rel in sources if rel.startswith(("classroom/datasets/remote", "classroom/datasets/bucket"))]
+    images = images_project.root / "images"
+    assert imagespec.context_roots(config, spec) == [
+        ("", str(images / "local")), ("shared/", str(images / "shared")),
+        ("classroom/datasets/tables/", str(data / "tables")), ("classroom/datasets/single/", str(data / "one.parquet"))]
+    assert imagespec.context_roots(config, _specs(images_project)["base"]) == [("", str(images / "base"))]
+    assert [d["name"] for d in imagespec.remote_datasets(config)] == ["remote", "bucket"]
+    assert imagespec.local_dataset(config, config.datasets[2]) is None
+    assert imagespec.local_dataset(config, config.datasets[0]) == data / "tables"

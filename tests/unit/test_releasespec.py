@@ -24,6 +24,8 @@ CLASSROOM = {
                       "search_user": "", "allowed_groups": [], "user_search_base": "",
                       "user_attribute": "uid", "lookup_dn_user_dn_attribute": ""}},
     "culling": {"enabled": True, "timeout": 3600, "every": 600},
+    "buckets": {"charts": "gs://class-charts", "data": "gs://class-data"},
+    "gcp": {"project": "", "cluster": "", "zone": "us-central1-a", "region": "us-central1"},
     "resources": {"cpu_guarantee": 0.25, "cpu_limit": 2, "memory_guarantee": "512M",
                   "memory_limit": "2G", "home_storage": "10Gi"},
 }
@@ -304,3 +306,182 @@ def test_the_committed_config_makes_release_values(project):
     values = releasespec.release_values(config)
     assert values["jupyterhub"]["hub"]["config"]["Authenticator"]["allow_existing_users"] is False
     assert values["jupyterhub"]["singleuser"]["memory"]["limit"] == config.classroom["resources"]["memory_limit"]
+
+
+# ---- datasets: one read-only Cloud Storage FUSE volume each, per course -------------------
+
+DATASETS = [
+    {"name": "flights", "source": "config/datasets/flights", "description": "for all"},
+    {"name": "genomes", "source": "gs://elsewhere/genomes", "courses": ["ds-101"]},
+    {"name": "orders", "source": "https://git.example.edu/orders.git", "courses": ["sql-201", "ds-101"]},
+]
+OPEN_COURSE = {"name": "open-1", "instructors": ["olga"], "students": []}
+
+
+def with_data(datasets=DATASETS, bucket="gs://class-data", courses=COURSES) -> Config:
+    config = make(courses=courses, buckets={"data": bucket})
+    config.datasets.extend(copy.deepcopy(datasets))
+    return config
+
+
+def data_volumes(values: dict) -> tuple[dict, dict]:
+    storage = values["jupyterhub"]["singleuser"].get("storage", {})
+    return storage.get("extraVolumes", {}), storage.get("extraVolumeMounts", {})
+
+
+def overrides(values: dict) -> dict:
+    return values["jupyterhub"]["hub"]["config"].get("KubeSpawner", {}).get("group_overrides", {})
+
+
+def test_a_dataset_is_a_read_only_fuse_volume_of_its_own_folder_at_the_shared_path():
+    volume = releasespec.dataset_volume("class-data", "flights")
+    assert volume == {"name": "data-flights",
+                      "csi": {"driver": "gcsfuse.csi.storage.gke.io", "readOnly": True,
+                              "volumeAttributes": {"bucketName": "class-data",
+                                                   "mountOptions": "implicit-dirs,only-dir=flights"}}}
+    assert releasespec.dataset_mount("flights") == {"name": "data-flights", "mountPath": "/srv/data/flights",
+                                                    "readOnly": True}
+    assert contract.data_path("flights") == f"{contract.DATA_DIR}/flights"
+
+
+def test_datasets_for_everybody_are_extra_volumes_of_every_server_with_the_annotation():
+    values = releasespec.release_values(with_data())
+    volumes, mounts = data_volumes(values)
+    assert sorted(volumes) == sorted(mounts) == ["data-flights"]
+    assert volumes["data-flights"]["csi"]["volumeAttributes"]["mountOptions"] == "implicit-dirs,only-dir=flights"
+    assert volumes["data-flights"]["csi"]["volumeAttributes"]["bucketName"] == "class-data"
+    assert mounts["data-flights"]["mountPath"] == "/srv/data/flights"
+    singleuser = values["jupyterhub"]["singleuser"]
+    assert singleuser["extraAnnotations"] == {"gke-gcsfuse/volumes": "true"}
+    assert singleuser["serviceAccountName"] == contract.USER_SERVICE_ACCOUNT
+    # the sidecar's token comes from the GKE metadata server, which z2jh's policy denies
+    assert singleuser["networkPolicy"] == {"egressAllowRules": {"cloudMetadataServer": True}}
+    assert values["jupyterhub"]["hub"]["config"]["KubeSpawner"]["automount_service_account_token"] is False
+    # the rest of singleuser is untouched
+    assert singleuser["storage"]["capacity"] == CLASSROOM["resources"]["home_storage"]
+
+
+def test_a_courses_dataset_reaches_only_its_groups_at_spawn_time():
+    values = releasespec.release_values(with_data())
+    found = overrides(values)
+    assert sorted(found) == ["classroom-data-genomes", "classroom-data-orders"]
+    genomes, orders = found["classroom-data-genomes"], found["classroom-data-orders"]
+    assert genomes["groups"] == ["nbgrader-ds-101"]
+    assert orders["groups"] == ["nbgrader-ds-101", "nbgrader-sql-201"]
+    override = genomes["spawner_override"]
+    assert override == {
+        "volumes": {"data-genomes": releasespec.dataset_volume("class-data", "genomes")},
+        "volume_mounts": {"data-genomes": releasespec.dataset_mount("genomes")},
+        "extra_annotations": {"gke-gcsfuse/volumes": "true"}}
+    assert "data-genomes" not in data_volumes(values)[0]
+    # nbgrader-<course> holds the course's students and instructors (instructors get it too)
+    groups = releasespec.groups(with_data())
+    assert set(groups["nbgrader-ds-101"]["users"]) == {"prof", "ann", "bob"}
+
+
+def test_no_dataset_for_everybody_no_annotation_on_every_server():
+    values = releasespec.release_values(with_data([d for d in DATASETS if d.get("courses")]))
+    singleuser = values["jupyterhub"]["singleuser"]
+    assert "extraAnnotations" not in singleuser
+    assert data_volumes(values) == ({}, {})
+    assert overrides(values)  # they come with the course's override instead
+    assert all(o["spawner_override"]["extra_annotations"] == {"gke-gcsfuse/volumes": "true"}
+               for o in overrides(values).values())
+
+
+def test_a_course_open_to_everybody_shares_its_datasets_with_everybody():
+    """classroom-start: a course without students is every user's; so are its datasets."""
+    courses = COURSES + [OPEN_COURSE]
+    config = with_data([{"name": "maps", "source": "x", "courses": ["open-1"]},
+                        {"name": "mixed", "source": "x", "courses": ["ds-101", "open-1"]},
+                        {"name": "closed", "source": "x", "courses": ["ds-101"]}], courses=courses)
+    values = releasespec.release_values(config)
+    assert sorted(data_volumes(values)[0]) == ["data-maps", "data-mixed"]
+    assert sorted(overrides(values)) == ["classroom-data-closed"]
+
+
+@pytest.mark.parametrize("bucket", ["file://.classroom/buckets/data", "file:///srv/buckets/data"])
+def test_a_bucket_on_disk_mounts_nothing_in_the_cluster(bucket):
+    values = releasespec.release_values(with_data(bucket=bucket))
+    assert releasespec.data_values(with_data(bucket=bucket)) == {}
+    assert "KubeSpawner" not in values["jupyterhub"]["hub"]["config"]
+    assert "serviceAccountName" not in values["jupyterhub"]["singleuser"]
+    assert "networkPolicy" not in values["jupyterhub"]["singleuser"]
+
+
+def test_no_datasets_mount_nothing_and_leave_the_metadata_server_closed():
+    values = releasespec.release_values(with_data([]))
+    assert releasespec.data_values(with_data([])) == {}
+    assert set(values["jupyterhub"]["singleuser"]) == {"startTimeout", "cpu", "memory", "storage"}
+    assert "KubeSpawner" not in values["jupyterhub"]["hub"]["config"]
+
+
+def test_each_grader_mounts_its_courses_datasets_and_everybodys():
+    graders = releasespec.release_values(with_data())["classroom"]["data"]["graders"]
+    assert sorted(graders) == ["ds-101", "sql-201"]
+    ds = graders["ds-101"]
+    assert [m["mountPath"] for m in ds["volumeMounts"]] == ["/srv/data/flights", "/srv/data/genomes",
+                                                             "/srv/data/orders"]
+    assert ds["volumes"] == [releasespec.dataset_volume("class-data", n) for n in ("flights", "genomes", "orders")]
+    assert ds["volumeMounts"] == [releasespec.dataset_mount(n) for n in ("flights", "genomes", "orders")]
+    assert [m["name"] for m in graders["sql-201"]["volumeMounts"]] == ["data-flights", "data-orders"]
+
+
+def test_a_grader_without_datasets_gets_no_entry_and_no_datasets_no_section():
+    only_ds = with_data([{"name": "genomes", "source": "x", "courses": ["ds-101"]}])
+    assert sorted(releasespec.release_values(only_ds)["classroom"]["data"]["graders"]) == ["ds-101"]
+    assert "data" not in releasespec.release_values(with_data([]))["classroom"]
+    assert "data" not in releasespec.release_values(with_data(bucket="file://x"))["classroom"]
+
+
+# ---- doit diagnose: the CSI driver the datasets need ---------------------------------------
+
+def test_diagnose_names_the_add_on_and_its_gcloud_command_when_the_driver_is_missing():
+    import subprocess
+
+    from tasks import diagnosis
+    config = make(gcp={"project": "p1", "cluster": "c1", "zone": "us-central1-a", "region": "us-central1"})
+    missing = subprocess.CompletedProcess([], 1, "", 'Error from server (NotFound): csidrivers.storage.k8s.io '
+                                                     '"gcsfuse.csi.storage.gke.io" not found\n')
+    line = diagnosis.fuse_driver_missing(config, missing)
+    assert "gcsfuse.csi.storage.gke.io" in line and "\n" not in line
+    assert ("gcloud container clusters update c1 --project p1 --location us-central1-a "
+            "--update-addons GcsFuseCsiDriver=ENABLED") in line
+    present = subprocess.CompletedProcess([], 0, "csidriver.storage.k8s.io/gcsfuse.csi.storage.gke.io\n", "")
+    assert diagnosis.fuse_driver_missing(config, present) == ""
+    refused = subprocess.CompletedProcess([], 1, "", "error: You must be logged in to the server (Unauthorized)")
+    assert diagnosis.fuse_driver_missing(config, refused).startswith("cannot tell whether")
+
+
+def test_only_a_datasets_name_and_courses_reach_the_release():
+    """A dataset's files, source or description change the upload (and image:local), not the hub."""
+    edited = [{**d, "source": "gs://other/place", "description": "changed"} for d in DATASETS]
+    assert releasespec.release_values(with_data(edited)) == releasespec.release_values(with_data())
+    recoursed = [{**d, "courses": ["sql-201"]} if d["name"] == "genomes" else d for d in DATASETS]
+    changed = releasespec.release_values(with_data(recoursed))
+    assert overrides(changed)["classroom-data-genomes"]["groups"] == ["nbgrader-sql-201"]
+
+
+def test_the_bucket_name_is_the_url_without_scheme_or_trailing_slash():
+    assert releasespec.data_bucket(with_data(bucket="gs://class-data/")) == "class-data"
+    assert releasespec.data_bucket(with_data(bucket="file://x")) == ""
+
+
+def test_volume_names_are_dns_labels_for_every_dataset_name():
+    import re
+    longest = "d" * 63
+    names = [contract.data_volume(n) for n in ("a", "x" * 58, "x" * 59, longest, "d" * 62 + "e")]
+    assert names[:2] == ["data-a", "data-" + "x" * 58]
+    assert all(len(n) <= 63 and re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", n) for n in names)
+    assert len(set(names)) == len(names)
+
+
+def test_the_images_and_the_start_script_use_the_contracts_data_path():
+    """The local image bakes the datasets where the cluster mounts them; classroom-start links there."""
+    images = Path(__file__).parents[2] / "images"
+    dockerfile = (images / "local" / "Dockerfile").read_text()
+    assert f"install -d -m 0755 {contract.DATA_DIR} " in dockerfile
+    assert f"cp -R /tmp/datasets/. {contract.DATA_DIR}/" in dockerfile
+    script = (images / "shared" / "classroom-start").read_text()
+    assert f'os.environ.get("CLASSROOM_DATA_DIR") or "{contract.DATA_DIR}"' in script
+    assert f'DATA_LINK = "{contract.DATA_LINK}"' in script

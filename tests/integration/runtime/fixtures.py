@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.integration.runtime import hub as hubs
 from tests.integration.runtime import hubenv, ldap, spawn
@@ -58,17 +59,23 @@ class RuntimeClassroom:
     def __init__(self, project: hubs.ClassroomProject, workdirs: Path, venv: Path, server: ldap.LdapServer):
         self.project, self.workdirs, self.venv, self.ldap = project, workdirs, venv, server
         self.base_classroom = (project.config / "classroom.yaml").read_text()
+        self.base_data = (project.config / "data.yaml").read_text()
         self.hubs: list[hubs.Hub] = []
 
-    def configure(self, classroom: dict | None = None, courses: list | None = None):
+    def configure(self, classroom: dict | None = None, courses: list | None = None,
+                  datasets: list | None = None):
+        """classroom.yaml merged into the project's own, the courses (default COURSES) and, given,
+        data.yaml's datasets (else the project's own data.yaml)."""
         (self.project.config / "classroom.yaml").write_text(self.base_classroom)
         self.project.configure({"auth": {"type": "dummy", "admin_users": ADMINS}, **(classroom or {})},
                                copy.deepcopy(COURSES if courses is None else courses))
+        data = self.base_data if datasets is None else yaml.safe_dump({"datasets": datasets}, sort_keys=False)
+        (self.project.config / "data.yaml").write_text(data)
 
     def release(self, classroom: dict | None = None, courses: list | None = None,
-                env: dict | None = None) -> hubs.Rendered:
+                env: dict | None = None, datasets: list | None = None) -> hubs.Rendered:
         """Configure, `doit chart:package` (fast when nothing changed) and render the release."""
-        self.configure(classroom, courses)
+        self.configure(classroom, courses, datasets)
         chart = hubs.package(self.project)
         return hubs.render(self.project, chart, env)
 

@@ -9,9 +9,10 @@ laid out where z2jh mounts them, the hub container's env):
    the sqlite db made, allowed users, groups, roles and services loaded;
 2. for each user, the steps `User.spawn()` takes before `Spawner.start()`
    (JupyterHub 5.5 user.py: a Server row, the server token with the scopes
-   JupyterHub resolves for it, admin_access, the OAuth client), because
-   `start()` itself first creates the home PVC through the Kubernetes API,
-   which is not here;
+   JupyterHub resolves for it, admin_access, the OAuth client, then the
+   authenticator's pre_spawn_start, the auth state hook, the group overrides,
+   the user options and the pre_spawn_hook), because `start()` itself first
+   creates the home PVC through the Kubernetes API, which is not here;
 3. then `KubeSpawner.get_pod_manifest()` — the V1Pod KubeSpawner would create
    — and z2jh's `modify_pod_hook` if the config sets one, as `_start()` does.
 
@@ -38,7 +39,7 @@ import asyncio, json, sys
 from jupyterhub import orm, roles, scopes
 from jupyterhub.app import JupyterHub
 from jupyterhub.objects import Server
-from jupyterhub.utils import url_escape_path, url_path_join
+from jupyterhub.utils import maybe_future, url_escape_path, url_path_join
 from kubernetes_asyncio.client import ApiClient
 
 config_file, users = sys.argv[1], sys.argv[2:]
@@ -82,7 +83,15 @@ async def prepare_spawn(app, user):
             url_path_join(user.url, url_escape_path(server_name), "oauth_callback"),
             allowed_scopes=allowed, description=f"Server at {base_url}")
     db.commit()
-    await spawner.load_user_options()
+    # What User.spawn() then runs before spawner.start(), in its order: the authenticator's
+    # and auth state hooks, group_overrides (per-course datasets), user options, pre_spawn_hook.
+    if user.authenticator:
+        await maybe_future(user.authenticator.pre_spawn_start(user, spawner))
+    await spawner.run_auth_state_hook(await user.get_auth_state())
+    await spawner.apply_group_overrides()
+    await spawner._run_apply_user_options(spawner.user_options)
+    await maybe_future(spawner.run_pre_spawn_hook())
+    await spawner.load_user_options()  # KubeSpawner's start(): profile_list, before the manifest
     return spawner
 
 
