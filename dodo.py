@@ -1,7 +1,8 @@
 """Class Tools: the classroom's build graph.
 
     config/ ─validate─▶ secrets
-    images/base ──▶ image:base ──▶ image:notebook, image:local
+    data.yaml's datasets ──▶ data:upload:<name>, data:prune ──▶ buckets.data (read by the cluster's mounts)
+    images/base ──▶ image:base ──▶ image:notebook, image:local (bakes the datasets too)
     images/db   ──▶ image:db
     helm/classroom + image tags ──▶ chart:package ──▶ chart:publish (a bucket helm repo)
     cluster:ip, cluster:hub-node, chart:publish ──▶ release:jupyterhub
@@ -17,24 +18,31 @@ something waits for any other `doit` of this project and cleans up after a
 killed one (tasks/runlock.py); `list`, `info` and `help` never wait.
 """
 
-from tasks import chart, cluster, config as classroom, diagnosis, images, local, release, render, runlock, \
+from tasks import chart, cluster, config as classroom, data, diagnosis, images, local, release, render, runlock, \
     secretstore, statefile
 from tasks.reporter import ClassroomReporter
 
 CONFIG = classroom.load_or_exit()
-# Deploying is part of the default run in profile gke (or with cluster.deploy: always).
-DEFAULT_TASKS = ["secrets", "image", "chart"] + (["cluster", "release"] if cluster.deploying(CONFIG) else [])
+# Deploying is part of the default run in profile gke (or with cluster.deploy: always).  The data
+# upload is part of every profile's: in `local` the bucket is a directory, filled the same way.
+DEFAULT_TASKS = ["secrets", "data", "image", "chart"] + (["cluster", "release"] if cluster.deploying(CONFIG) else [])
 # The reporter adds one line per task: what it did, or why it had nothing to do.
 DOIT_CONFIG = {**classroom.doit_settings(CONFIG), "default_tasks": DEFAULT_TASKS, "reporter": ClassroomReporter}
 runlock.install_crash_hook()  # the crash test's kill points; nothing unless CLASSTOOLS_CRASH_AT is set
 statefile.install()
-# Where a killed run may have left half-written files: the chart archives, the secrets.
-runlock.start_run(DOIT_CONFIG["dep_file"], temp_dirs=[chart.output_dir(CONFIG), secretstore.SecretStore().path.parent])
+# Where a killed run may have left half-written files: the chart archives, the secrets, the data manifest.
+runlock.start_run(DOIT_CONFIG["dep_file"], temp_dirs=[chart.output_dir(CONFIG), secretstore.SecretStore().path.parent,
+                                                      *data.temp_dirs(CONFIG)])
 
 
 def task_secrets():
     """Generate missing tokens and passwords into a 0600 file; values never printed."""
     return secretstore.task_dict(CONFIG)
+
+
+def task_data():
+    """Copy the datasets of data.yaml into the data bucket, changed objects only; prune removed ones."""
+    yield from data.data_tasks(CONFIG)
 
 
 def task_image():

@@ -1,19 +1,30 @@
-"""Datasets from data.yaml that live elsewhere: a gs:// prefix or a git repository.
+"""Datasets from data.yaml: where their files are and what they are now.
 
 Local paths are plain build-context files (see imagespec.sources).  For the
 others the image tag needs an identity that is cheap to ask for (a commit,
-object generations) and a way to copy the data into a build context when
-the image must really be built.  google.cloud is imported inside functions:
-these run in actions only.
+object checksums) and a way to copy the data into a build context when
+the image must really be built.  `data:upload` (tasks/data.py) reads all
+three kinds: a local folder's files, a git checkout, a gs:// prefix's objects
+with their checksums and generations.  google.cloud is imported inside
+functions: these run in actions only.
+
+An object of a gs:// source belongs to the dataset when it is the source path
+itself or lies under `path/` (`flights-old/` is not part of `gs://b/flights`);
+a name that could leave the dataset's folder (`..`, control characters) is
+refused before anything is copied (tasks/dataplan.py).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
+
+from tasks import dataplan
 
 
 class DatasetError(Exception):
@@ -42,7 +53,8 @@ def _gcs_blobs(source: str):
     bucket, prefix = _split_gs(source)
     try:
         client = storage.Client() if _has_credentials() else storage.Client.create_anonymous_client()
-        blobs = [b for b in client.list_blobs(bucket, prefix=prefix) if not b.name.endswith("/")]
+        blobs = [b for b in client.list_blobs(bucket, prefix=prefix, **_bounded_patience())
+                 if dataplan.relative_in_source(prefix, b.name) is not None]
     except exceptions.NotFound:
         raise DatasetError(f"bucket of {source} does not exist") from None
     except Exception as exc:  # auth, network: the client raises many types
@@ -50,6 +62,17 @@ def _gcs_blobs(source: str):
     if not blobs:
         raise DatasetError(f"{source} holds no objects")
     return prefix, blobs
+
+
+def _bounded_patience() -> dict:
+    """retry= and timeout= of a listing: an endpoint that is down is said in seconds (as
+    tasks/chart_repo.py asks GCS), not after the client's two minutes of retries."""
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    from tasks import chart_repo
+    retry = DEFAULT_RETRY.with_timeout(chart_repo.RETRY_SECONDS) if hasattr(DEFAULT_RETRY, "with_timeout") \
+        else DEFAULT_RETRY.with_deadline(chart_repo.RETRY_SECONDS)
+    return {"retry": retry, "timeout": (chart_repo.CONNECT_TIMEOUT, chart_repo.READ_TIMEOUT)}
 
 
 def _has_credentials() -> bool:
@@ -74,7 +97,7 @@ def identity(source: str) -> str:
         return "gcs:" + digest.hexdigest()
     # `--`: the source is an operand, never an option (validation refuses a leading '-' as well)
     result = subprocess.run(["git", "ls-remote", "--", source, "HEAD"], capture_output=True, text=True,
-                            timeout=120)
+                            timeout=120, env=_git_env())
     if result.returncode != 0 or not result.stdout.strip():
         raise DatasetError(f"cannot reach git repository {source}: "
                            f"{(result.stderr.strip().splitlines() or ['no HEAD'])[-1]}")
@@ -92,12 +115,12 @@ def stage(source: str, target: Path, expected_identity: str, log=_say):
     if kind(source) == "gcs":
         from tasks.progress import Progress
         prefix, blobs = _gcs_blobs(source)
+        named = gcs_relative_names(source, prefix, blobs)
         progress = Progress(f"copy {source}", log)
         for blob in blobs:
             progress.update(blob.name, 0, blob.size or 0)
-        for blob in blobs:
-            rel = blob.name[len(prefix):].lstrip("/") if prefix else blob.name
-            path = target / (rel or Path(blob.name).name)
+        for rel, blob in zip(named, blobs):
+            path = target / rel  # checked: no part is empty, '.' or '..'
             path.parent.mkdir(parents=True, exist_ok=True)
             blob.download_to_filename(str(path))
             progress.update(blob.name, blob.size or 0, blob.size or 0)
@@ -105,7 +128,7 @@ def stage(source: str, target: Path, expected_identity: str, log=_say):
     else:
         checkout = target.parent / (target.name + ".git-checkout")
         result = subprocess.run(["git", "clone", "--quiet", "--depth", "1", "--", source, str(checkout)],
-                                capture_output=True, text=True, timeout=1800)
+                                capture_output=True, text=True, timeout=1800, env=_git_env())
         if result.returncode != 0:
             raise DatasetError(f"cannot clone {source}: {result.stderr.strip()[-200:]}")
         shutil.rmtree(checkout / ".git")
@@ -113,3 +136,115 @@ def stage(source: str, target: Path, expected_identity: str, log=_say):
         shutil.rmtree(checkout)
     if identity(source) != expected_identity:
         raise DatasetError(f"{source} changed while it was being copied; run again")
+
+
+def gcs_relative_names(source: str, prefix: str, blobs) -> list[str]:
+    """Each object's path in the dataset, in the order of `blobs`; DatasetError, before anything
+    is copied, when a name could leave the dataset's folder."""
+    named = [dataplan.relative_in_source(prefix, blob.name) for blob in blobs]
+    # checked against a placeholder dataset name: the same rules, whatever the dataset is called
+    problems = dataplan.name_problems("dataset", [rel for rel in named if rel is not None])
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise DatasetError(f"{source} holds an object whose name cannot be a file of the dataset: "
+                           f"{problems[0]}{more}")
+    return named
+
+
+def _git_env() -> dict:
+    # Never wait for a password prompt nobody will answer (CI, `doit -n 2`): fail instead.
+    return {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+
+
+# ---------------------------------------------------------------- what data:upload reads
+
+def local_files(path: Path) -> tuple[dict[str, str], int]:
+    """({relative path: file}, links left out) of a local dataset: the regular files image:local
+    bakes (the folder's .dockerignore applies); a bucket has no links.  One file: under its name."""
+    from tasks.dockerignore import context_files
+    path = Path(path)
+    if not path.is_dir():
+        return ({path.name: str(path)}, 0) if path.is_file() else ({}, 0)
+    files, links = {}, 0
+    for rel in context_files(path):
+        full = os.path.join(path, rel)
+        if os.path.islink(full):
+            links += 1
+        else:
+            files[rel] = full
+    return files, links
+
+
+def checkout_files(root: Path) -> tuple[dict[str, str], int]:
+    """({relative path: file}, links left out) of a git checkout: every regular file but .git's."""
+    files, links = {}, 0
+    for directory, subdirs, names in os.walk(root):
+        subdirs[:] = [d for d in subdirs if not (directory == str(root) and d == ".git")]
+        for name in names + [d for d in subdirs if os.path.islink(os.path.join(directory, d))]:
+            full = os.path.join(directory, name)
+            if os.path.islink(full):
+                links += 1
+            elif os.path.isfile(full):
+                files[os.path.relpath(full, root).replace(os.sep, "/")] = full
+    return files, links
+
+
+def file_fingerprint(path: str) -> dataplan.Fingerprint:
+    """Size and MD5 (base64, as GCS gives md5Hash) of one file, read once."""
+    digest = hashlib.md5(usedforsecurity=False)
+    size = 0
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+            size += len(block)
+    return dataplan.Fingerprint(size=size, md5=base64.b64encode(digest.digest()).decode())
+
+
+def file_crc32c(path: str) -> str:
+    """CRC32C (base64 of its 4 big-endian bytes, as GCS gives it) of one file: for objects with no MD5."""
+    import google_crc32c  # installed with google-cloud-storage; its C implementation
+    checksum = google_crc32c.Checksum()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            checksum.update(block)
+    return base64.b64encode(checksum.digest()).decode()
+
+
+def git_checkout(source: str, target: Path) -> str:
+    """Clone the default branch's last commit of `source` into `target` (no .git left); its commit."""
+    result = subprocess.run(["git", "clone", "--quiet", "--depth", "1", "--", source, str(target)],
+                            capture_output=True, text=True, timeout=1800, env=_git_env())
+    if result.returncode != 0:
+        raise DatasetError(f"cannot clone {source}: "
+                           f"{(result.stderr.strip().splitlines() or ['git failed'])[-1][:200]}")
+    head = subprocess.run(["git", "-C", str(target), "rev-parse", "HEAD"], capture_output=True, text=True,
+                          timeout=60, env=_git_env())
+    if head.returncode != 0:
+        raise DatasetError(f"{source} has no commit to copy")
+    shutil.rmtree(target / ".git")
+    return head.stdout.strip()
+
+
+def gcs_objects(source: str) -> tuple[dict[str, object], str]:
+    """({relative path: blob}, identity) of a gs:// dataset: each blob carries its generation, so
+    copying it copies exactly what was listed; the identity digests names, generations and
+    checksums (a rewrite with the same bytes is a new generation: one more comparison)."""
+    prefix, blobs = _gcs_blobs(source)
+    named = dict(zip(gcs_relative_names(source, prefix, blobs), blobs))
+    return named, gcs_identity(named)
+
+
+def gcs_identity(named: dict) -> str:
+    digest = hashlib.sha256()
+    for rel, blob in sorted(named.items()):
+        digest.update(f"{rel}\0{blob.generation}\0{blob.md5_hash}\0{blob.crc32c}\0{blob.size}\n"
+                      .encode("utf-8", "surrogateescape"))
+    return "gcs-generations:" + digest.hexdigest()
+
+
+def source_identity(source: str) -> str:
+    """What a git or gs:// dataset is now, as `data:upload` remembers it: the remote commit, or
+    the source objects' generations (one listing of the source, never of the data bucket)."""
+    if kind(source) == "gcs":
+        return gcs_objects(source)[1]
+    return identity(source)

@@ -50,6 +50,7 @@ UPGRADE = "upgrade:"  # a scenario that deploys first, edits the config, then is
 # (point, what the run is doing when it dies, needs images not yet in the registry)
 POINTS = [
     ("point:secrets:written", "secrets: the new secrets file written, not yet renamed", True),
+    ("point:data-manifest:written", "data:upload: the data bucket's manifest written, not yet renamed", False),
     ("point:build:base", "image:base: its BuildKit build client just started", True),
     ("point:image:base:built", "image:base: built, not pushed", True),
     ("point:push:base", "image:base: pushing", True),
@@ -98,6 +99,21 @@ class World:
         from google.cloud import storage
         client = storage.Client.create_anonymous_client()
         return client.bucket(self.bucket).get_blob(f"{CHART}-{version}.tgz") is not None
+
+    def datasets(self) -> dict:
+        """<dataset>/<path> -> bytes of every local dataset of data.yaml, as the bucket should hold them."""
+        files = {}
+        for dataset in yaml.safe_load((self.project.config / "data.yaml").read_text())["datasets"]:
+            root = self.project.root / dataset["source"]
+            files.update({f"{dataset['name']}/{p.relative_to(root)}": p.read_bytes()
+                          for p in root.rglob("*") if p.is_file()})
+        return files
+
+    def data_bucket(self) -> dict:
+        """The data bucket (profile local's directory) without its manifest."""
+        root = self.project.root / ".classroom" / "buckets" / "data"
+        return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*")
+                if p.is_file() and not str(p.relative_to(root)).startswith(".classroom/")}
 
     def release(self) -> tuple[str, str]:
         [status] = json.loads(self.cluster.helm("list", "--deployed", "--failed", "--pending", "--superseded", "-o", "json").stdout)
@@ -268,6 +284,7 @@ def test_a_kill_at_any_point_converges_on_the_next_run(point, doing, fresh_image
             assert version == reference.chart_version()
         assert world.index_versions() == [version] and world.has_archive(version)
         assert world.release() == ("deployed", f"{CHART}-{version}")
+        assert world.data_bucket() == world.datasets(), "the data bucket holds every dataset's files"
         if point.startswith(UPGRADE):
             assert world.cluster.hub_values()["hub"]["config"]["Authenticator"]["admin_users"] == ["crash-admin"]
 
