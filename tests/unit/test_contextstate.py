@@ -289,7 +289,7 @@ def test_a_root_that_appears_is_seen(context, tmp_path, settled):
     assert check.current["listing"] != state[check.STATE_KEY]["listing"]
 
 
-def test_all_images_are_probed_at_once(context, tmp_path, settled, monkeypatch):
+def test_all_images_are_probed_at_once_by_one_find(context, tmp_path, settled, monkeypatch):
     other = tmp_path / "db"
     shutil.copytree(context, other)
     settled()
@@ -301,13 +301,45 @@ def test_all_images_are_probed_at_once(context, tmp_path, settled, monkeypatch):
     started = []
     real_init = contextstate.Probe.__init__
 
-    def recording(self, roots, since, use_find=True):
-        started.append(roots)
-        real_init(self, roots, since, use_find)
+    def recording(self, groups, use_find=True):
+        started.append(sorted(groups))
+        real_init(self, groups, use_find)
     monkeypatch.setattr(contextstate.Probe, "__init__", recording)
-    side = SideFile(tmp_path / "side.json")
-    checks = [context_unchanged(name, [("", str(root))], _digests(root), side)
-              for name, root in (("base", context), ("db", other))]
-    assert checks[0](None, states[0]) is True
-    assert len(started) == 2, "the first check starts every image's probe"
-    assert checks[1](None, states[1]) is True and len(started) == 2
+
+    def run_both():
+        side = SideFile(tmp_path / "side.json")
+        checks = [context_unchanged(name, [("", str(root))], _digests(root), side)
+                  for name, root in (("base", context), ("db", other))]
+        return [check(None, state) for check, state in zip(checks, states)]
+    assert run_both() == [True, True]
+    assert started == [["base", "db"]], "the first check starts one probe for every image"
+    (other / "a.txt").write_text("db's own change\n")
+    assert run_both() == [True, False], "each image answers for its own roots"
+
+
+@pytest.mark.parametrize("use_find", [True, False], ids=["gnu-find", "python-walk"])
+def test_a_root_whose_name_is_a_shell_pattern_is_probed_as_written(tmp_path, settled, monkeypatch, use_find):
+    roots = {}
+    for name in ("ctx[1]", "ctx1", "ctx*?"):
+        root = tmp_path / name
+        root.mkdir()
+        (root / "Dockerfile").write_text("FROM scratch\n")
+        roots[name] = root
+    settled()
+    side_path = tmp_path / "side.json"
+
+    def run(states=None):
+        side = SideFile(side_path, use_find)
+        checks = {name: context_unchanged(name, [("", str(root))], _digests(root), side)
+                  for name, root in roots.items()}
+        if states is None:
+            return {name: _run(check, {})[1] for name, check in checks.items()}
+        return {name: check(None, states[name]) for name, check in checks.items()}
+    states = run()
+    settled()
+    listings = CountingListings(monkeypatch)
+    assert run(states) == {"ctx[1]": True, "ctx1": True, "ctx*?": True}
+    assert listings.calls == 0
+    (roots["ctx1"] / "Dockerfile").write_text("FROM scratch\nRUN true\n")
+    assert run(states) == {"ctx[1]": True, "ctx1": False, "ctx*?": True}
+    assert listings.calls == 1, "a change under ctx1 is not one under ctx[1] or ctx*?, whose patterns match it"
