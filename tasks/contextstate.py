@@ -8,8 +8,8 @@ three steps of rising cost:
 1. the *probe*: has any entry under the context's directories changed its
    status (ctime: every write, chmod, rename, link, and every add or remove in
    its directory) since the newest change the last listing saw?  One `find`
-   for all images, that prints nothing when nothing changed.  Quiet: the
-   listing is the one remembered, no digest is taken.
+   per image, all started together, that prints nothing when nothing
+   changed.  Quiet: the listing is the one remembered, no digest is taken.
 2. the *listing* digest: every entry with its path, type, size, mtime, ctime
    and mode (no content read, no `.dockerignore` applied; ctime catches an
    edit that kept the size and put the mtime back).  Unchanged listing: up
@@ -37,7 +37,6 @@ import functools
 import hashlib
 import json
 import os
-import re
 import shutil
 import stat
 import sys
@@ -156,51 +155,30 @@ def _walk_into(digest, root: str) -> int | None:
 
 
 class Probe:
-    """Started at once, read later: which of several images had anything under their roots
-    change status after their own `since`?  One find for all of them."""
+    """Started at once, read later: did anything under `roots` change status after `since`?"""
 
-    def __init__(self, groups: dict[str, tuple[list[tuple[str, str]], str]], use_find: bool = True):
-        """`groups`: image -> (roots, since)."""
-        self.groups = {image: ([root for _, root in roots if os.path.lexists(root)], since)
-                       for image, (roots, since) in groups.items()}
-        self.process, self.changed_images = None, None
+    def __init__(self, roots: list[tuple[str, str]], since: str, use_find: bool = True):
+        self.roots, self.since = [root for _, root in roots if os.path.lexists(root)], since
+        self.process = None
         # Linux's find is taken to be GNU's without asking (a process more on every no-op): where
         # it is not (busybox), the probe fails, which counts as a change, and the listing checks.
         find = shutil.which("find") if use_find and sys.platform.startswith("linux") else None
-        roots = list(dict.fromkeys(root for roots, _ in self.groups.values() for root in roots))
-        if find and roots:
+        if find and self.roots:
             import subprocess
-            self.process = subprocess.Popen([find, "-H", "--", *roots, *_find_tests(self.groups)],
+            # One find per image, not one for all: find would test every entry against every
+            # image's roots (-path, which find runs before -newerct whatever the order given).
+            # -quit: the first changed entry answers; a failure (an unreadable directory) counts
+            # as a change.
+            self.process = subprocess.Popen([find, "-H", "--", *self.roots, "-newerct", f"@{since}",
+                                             "-printf", "c", "-quit"],
                                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
 
-    def changed(self, image: str) -> bool:
-        if self.changed_images is None:
-            self.changed_images = self._changed_images()
-        return image in self.changed_images
-
-    def _changed_images(self) -> set[str]:
+    def changed(self) -> bool:
         if self.process is not None:
             out, _ = self.process.communicate()
-            if self.process.returncode != 0:  # an unreadable directory, an old find: all changed
-                return set(self.groups)
-            numbers = set(out.split())
-            return {image for i, image in enumerate(self.groups) if str(i).encode() in numbers}
-        return {image for image, (roots, since) in self.groups.items()
-                if any(_changed_under(root, _nanoseconds(since)) for root in roots)}
-
-
-def _find_tests(groups) -> list[str]:
-    """find's expression: for image number I, `( under its roots ) -newerct @SINCE -printf 'I\\n'`,
-    joined by find's `,` so that every image's test sees every entry (roots may be shared)."""
-    tests = []
-    for i, (roots, since) in enumerate(groups.values()):
-        under = []
-        for root in roots:
-            pattern = re.sub(r"([\\*?\[])", r"\\\1", root)  # -path reads shell patterns
-            under += ["-path", pattern, "-o", "-path", pattern.rstrip("/") + "/*", "-o"]
-        if under:
-            tests += [",", "(", "(", *under[:-1], ")", "-newerct", f"@{since}", "-printf", f"{i}\\n", ")"]
-    return tests[1:]
+            return bool(out) or self.process.returncode != 0
+        since_ns = _nanoseconds(self.since)
+        return any(_changed_under(root, since_ns) for root in self.roots)
 
 
 def _changed_under(root: str, since_ns: int) -> bool:
@@ -238,7 +216,7 @@ class SideFile:
         self.path, self.use_find = Path(path), use_find
         self._data: dict | None = None
         self._checks: list[context_unchanged] = []
-        self._probe: Probe | None = None
+        self._probes: dict[str, Probe] | None = None
 
     def read(self) -> dict:
         if self._data is None:
@@ -267,16 +245,15 @@ class SideFile:
     def quiet(self, check: "context_unchanged", roots: str) -> dict | None:
         """The remembered record of `check`'s image if nothing under its roots changed since
         that listing; None otherwise.  The first call starts every image's probe at once."""
-        if self._probe is None:
-            groups = {}
+        if self._probes is None:
+            self._probes = {}
             for each in self._checks or [check]:
                 record = self._probed_record(each, roots if each is check else roots_key(each.roots))
                 if record:
-                    groups[each.image] = (each.roots, record["since"])
-            self._probe = Probe(groups, self.use_find)
+                    self._probes[each.image] = Probe(each.roots, record["since"], self.use_find)
         record = self._probed_record(check, roots)
-        return record if record and check.image in self._probe.groups and not self._probe.changed(check.image) \
-            else None
+        probe = self._probes.get(check.image)
+        return record if record and probe and not probe.changed() else None
 
     def _probed_record(self, check, roots: str) -> dict | None:
         record = self.read().get(check.image)

@@ -289,7 +289,7 @@ def test_a_root_that_appears_is_seen(context, tmp_path, settled):
     assert check.current["listing"] != state[check.STATE_KEY]["listing"]
 
 
-def test_all_images_are_probed_at_once_by_one_find(context, tmp_path, settled, monkeypatch):
+def test_all_images_are_probed_at_once(context, tmp_path, settled, monkeypatch):
     other = tmp_path / "db"
     shutil.copytree(context, other)
     settled()
@@ -298,13 +298,18 @@ def test_all_images_are_probed_at_once_by_one_find(context, tmp_path, settled, m
               for name, root in (("base", context), ("db", other))]
     states = [_run(check, {})[1] for check in checks]
     from tasks import contextstate
-    started = []
-    real_init = contextstate.Probe.__init__
+    events = []
+    real_init, real_changed = contextstate.Probe.__init__, contextstate.Probe.changed
 
-    def recording(self, groups, use_find=True):
-        started.append(sorted(groups))
-        real_init(self, groups, use_find)
-    monkeypatch.setattr(contextstate.Probe, "__init__", recording)
+    def starting(self, roots, since, use_find=True):
+        events.append(("start", roots[0][1]))
+        real_init(self, roots, since, use_find)
+
+    def reading(self):
+        events.append(("read", self.roots[0]))
+        return real_changed(self)
+    monkeypatch.setattr(contextstate.Probe, "__init__", starting)
+    monkeypatch.setattr(contextstate.Probe, "changed", reading)
 
     def run_both():
         side = SideFile(tmp_path / "side.json")
@@ -312,7 +317,8 @@ def test_all_images_are_probed_at_once_by_one_find(context, tmp_path, settled, m
                   for name, root in (("base", context), ("db", other))]
         return [check(None, state) for check, state in zip(checks, states)]
     assert run_both() == [True, True]
-    assert started == [["base", "db"]], "the first check starts one probe for every image"
+    assert events == [("start", str(context)), ("start", str(other)), ("read", str(context)), ("read", str(other))], \
+        "the first check starts every image's probe before reading any"
     (other / "a.txt").write_text("db's own change\n")
     assert run_both() == [True, False], "each image answers for its own roots"
 
