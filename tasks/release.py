@@ -288,13 +288,7 @@ def hub_healthy(namespace: str, context: str) -> bool:
 def desired_values(public: dict, secret: dict) -> dict:
     """The user-supplied values helm records for `upgrade -f public -f secret` (later files win,
     dicts merge, anything else replaces), as JSON would carry them."""
-    def merge(base, overlay):
-        merged = dict(base)
-        for key, value in overlay.items():
-            merged[key] = merge(merged[key], value) \
-                if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
-        return merged
-    return json.loads(json.dumps(merge(public, secret)))
+    return json.loads(json.dumps(releasespec.merge(public, secret)))
 
 
 def differing_keys(deployed, desired, prefix="") -> list[str]:
