@@ -228,9 +228,8 @@ def _refuse_bad_names(name: str, source: str, rels):
     """Before anything is written: every file must have a name that stays under `<name>/`."""
     problems = dataplan.name_problems(name, rels)
     if problems:
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise DataError(f"{source} holds a file whose name cannot be an object name: {problems[0]}{more}; "
-                        "nothing was uploaded")
+        raise DataError(f"{source} holds a file whose name cannot be an object name: "
+                        f"{dataplan.first_and_count(problems)}; nothing was uploaded")
 
 
 def _sync(config, name, bucket, wanted, identity, links, log, write, crc32c=None) -> dict:

@@ -119,6 +119,11 @@ def name_problems(dataset: str, rels) -> list[str]:
     return [f"{rel!r}: {why}" for rel in sorted(rels) for why in [name_problem(dataset, rel)] if why]
 
 
+def first_and_count(problems: list[str]) -> str:
+    """The first problem, and how many more there are: one line, however many."""
+    return problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+
+
 def object_name_unchecked(dataset: str, rel: str) -> str:
     return f"{dataset}/{rel}"
 

@@ -127,11 +127,7 @@ def stage(source: str, target: Path, expected_identity: str, log=_say):
         progress.finish()
     else:
         checkout = target.parent / (target.name + ".git-checkout")
-        result = subprocess.run(["git", "clone", "--quiet", "--depth", "1", "--", source, str(checkout)],
-                                capture_output=True, text=True, timeout=1800, env=_git_env())
-        if result.returncode != 0:
-            raise DatasetError(f"cannot clone {source}: {result.stderr.strip()[-200:]}")
-        shutil.rmtree(checkout / ".git")
+        git_checkout(source, checkout)
         shutil.copytree(checkout, target, dirs_exist_ok=True)
         shutil.rmtree(checkout)
     if identity(source) != expected_identity:
@@ -145,9 +141,8 @@ def gcs_relative_names(source: str, prefix: str, blobs) -> list[str]:
     # checked against a placeholder dataset name: the same rules, whatever the dataset is called
     problems = dataplan.name_problems("dataset", [rel for rel in named if rel is not None])
     if problems:
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise DatasetError(f"{source} holds an object whose name cannot be a file of the dataset: "
-                           f"{problems[0]}{more}")
+                           f"{dataplan.first_and_count(problems)}")
     return named
 
 

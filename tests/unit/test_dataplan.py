@@ -316,3 +316,9 @@ def test_only_recorded_datasets_that_the_config_no_longer_has_are_removed():
     assert dataplan.removed_datasets(["a", "b", "c"], ["b", "d"]) == ["a", "c"]
     assert dataplan.removed_datasets([], ["b"]) == []
     assert dataplan.removed_datasets(["b"], ["b"]) == []
+
+
+def test_many_name_problems_make_one_line_with_a_count():
+    assert dataplan.first_and_count(["'a': x"]) == "'a': x"
+    assert dataplan.first_and_count(["'a': x", "'b': y"]) == "'a': x (and 1 more)"
+    assert dataplan.first_and_count(["'a': x", "'b': y", "'c': z"]) == "'a': x (and 2 more)"
