@@ -13,14 +13,23 @@ Heavy libraries (docker, google.cloud) are imported inside actions only:
 a no-op `doit` costs little more than doit's own start-up.
 
 Once the config is valid, and only then, the run may touch the disk: doit's
-state is saved atomically (tasks/statefile.py), and a command that can change
+state is saved atomically (tasks/run/statefile.py), and a command that can change
 something waits for any other `doit` of this project and cleans up after a
-killed one (tasks/runlock.py); `list`, `info` and `help` never wait.
+killed one (tasks/run/runlock.py); `list`, `info` and `help` never wait.
 """
 
-from tasks import chart, cluster, config as classroom, data, diagnosis, images, local, release, render, runlock, \
-    secretstore, statefile
-from tasks.reporter import ClassroomReporter
+from tasks import secretstore
+from tasks.chart import factory as chart
+from tasks.cluster import diagnosis
+from tasks.cluster import factory as cluster
+from tasks.config import loader as classroom
+from tasks.data import factory as data
+from tasks.images import factory as images
+from tasks.local import factory as local
+from tasks.release import factory as release
+from tasks.release import render
+from tasks.run import runlock, statefile
+from tasks.run.reporter import ClassroomReporter
 
 CONFIG = classroom.load_or_exit()
 # Deploying is part of the default run in profile gke (or with cluster.deploy: always).  The data

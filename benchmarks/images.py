@@ -23,7 +23,8 @@ import tempfile
 from pathlib import Path
 
 import yaml
-from noop import measure, print_table, timed as run  # benchmarks/ is on sys.path (the script's dir)
+from noop import measure, print_table
+from noop import timed as run  # benchmarks/ is on sys.path (the script's dir)
 
 REPO = Path(__file__).resolve().parent.parent
 DOIT = [sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py")]

@@ -9,7 +9,7 @@ run doit in a subprocess cannot see mutmut's mutants anyway), and prints
 killed/total per module as a Markdown table.  The working tree is never
 touched: mutmut writes its mutants/ in the scratch copy.
 
-    .venv/bin/python benchmarks/mutation.py tasks/releasespec.py [tasks/chartspec.py ...]
+    .venv/bin/python benchmarks/mutation.py tasks/release/spec.py [tasks/chart/spec.py ...]
         [--max-children 2] [--keep]      # --keep: leave the scratch copy (its path is printed)
 
 A mutant counts as killed when a test fails (or times out) with it; the
@@ -115,7 +115,7 @@ def measure(module: str, max_children: int, keep: bool) -> Counter:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("modules", nargs="+", help="paths of pure modules, e.g. tasks/releasespec.py")
+    parser.add_argument("modules", nargs="+", help="paths of pure modules, e.g. tasks/release/spec.py")
     parser.add_argument("--max-children", type=int, default=2)
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()

@@ -126,3 +126,16 @@ def chart_names(courses: list[str]) -> dict:
                              "nbgraderGroup": nbgrader_group(course)}
                     for course in courses},
     }
+
+
+def merge_values(base: dict, overlay: dict) -> dict:
+    """Values documents layered as helm layers `-f` files and a chart's defaults: mappings
+    merge, anything else in `overlay` replaces.  One rule for the packaged chart, the
+    release and its render."""
+    merged = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_values(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

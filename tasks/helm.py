@@ -16,8 +16,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tasks import runlock
 from tasks.kube import KubeError, inherited_fds, private_values
+from tasks.run import runlock
 
 
 class HelmError(KubeError):

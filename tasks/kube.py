@@ -15,8 +15,10 @@ import shutil
 import subprocess
 from contextlib import contextmanager
 
+from tasks.errors import ClassroomError
 
-class KubeError(Exception):
+
+class KubeError(ClassroomError):
     pass
 
 

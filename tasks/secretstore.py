@@ -14,8 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
-from tasks import runlock
-from tasks.config import PROJECT_DIR, Config
+from tasks.config.loader import PROJECT_DIR
+from tasks.config.model import Config
+from tasks.errors import ClassroomError, action
 
 FILE_ENV = "CLASSTOOLS_SECRETS_FILE"
 ENV_PREFIX = "CLASSTOOLS_"
@@ -48,7 +49,7 @@ def required(config: Config) -> list[str]:
     return names
 
 
-class MissingSecret(Exception):
+class MissingSecret(ClassroomError):
     pass
 
 
@@ -116,25 +117,10 @@ class SecretStore:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.path.parent, 0o700)  # it may have been made by something else first
         self._remove_stale_temps()
-        temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write("# Class Tools secrets. Keep private: never commit, never print.\n")
-                handle.writelines(f"{name}={data[name]}\n" for name in sorted(data))
-                handle.flush()
-                runlock.crash_point("secrets:written")
-                os.fsync(handle.fileno())  # a crash after the rename must not leave an empty file
-            os.chmod(temp, 0o600)  # in case a umask or an old temp file got in the way
-            os.replace(temp, self.path)  # readers see the old file or the new, never half of one
-        finally:
-            if temp.exists():
-                temp.unlink()
-        dir_fd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        from tasks.atomic import write_atomically
+        text = "# Class Tools secrets. Keep private: never commit, never print.\n" + \
+            "".join(f"{name}={data[name]}\n" for name in sorted(data))
+        write_atomically(self.path, text.encode("utf-8"), mode=0o600, point="secrets")
 
     def _remove_stale_temps(self):
         """Temp files of a writer that was killed hold secrets: remove them (called with the lock
@@ -158,11 +144,7 @@ class SecretStore:
 def _ensure_action(config: Config):
     names = required(config)
     store = SecretStore()
-    try:
-        generated, supplied = store.ensure(names)
-    except MissingSecret as exc:
-        print(f"secrets: {exc}")
-        return False
+    generated, supplied = store.ensure(names)
     if generated:
         print(f"secrets: generated {', '.join(generated)} into {store.path} (mode 0600)")
     print(f"secrets: {len(names)} present ({', '.join(names)})")
@@ -172,8 +154,26 @@ def _ensure_action(config: Config):
 def task_dict(config: Config) -> dict:
     names = required(config)
     return {
-        "actions": [(_ensure_action, [config])],
-        # Names only: doit keeps the result of uptodate checks, never values.
-        "uptodate": [lambda: all(SecretStore().available(n) for n in names)],
+        "actions": [action(_ensure_action, config)],
+        "uptodate": [secrets_available(names)],
         "verbosity": 2,
     }
+
+
+class secrets_available:  # lower case, like doit's own uptodate helpers
+    """doit `uptodate` of `secrets`: every secret the config needs is in the store or the
+    environment.  Names only: doit keeps nothing of a check, and this one says no value."""
+
+    def __init__(self, names: list[str]):
+        self.names = names
+        self.missing: list[str] = []
+
+    def __call__(self, task, values):
+        store = SecretStore()
+        self.missing = [name for name in self.names if not store.available(name)]
+        return not self.missing
+
+    def __repr__(self):
+        if self.missing:
+            return "secrets missing: " + ", ".join(self.missing)
+        return "secrets present: " + ", ".join(self.names)

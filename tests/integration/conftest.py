@@ -129,5 +129,5 @@ def bucket(gcs_emulator):
 
 
 # The runtime harness (the real hub code, slapd, KubeSpawner's manifests): tests/integration/runtime/.
-from tests.integration.runtime.fixtures import (  # noqa: E402,F401
-    courses, hub_venv, ldap_server, loaded_hub, pods, runtime_classroom, runtime_release)
+from tests.integration.runtime.fixtures import (courses, hub_venv, ldap_server, loaded_hub, pods,  # noqa: E402,F401
+                                                runtime_classroom, runtime_release)

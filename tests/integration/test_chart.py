@@ -16,6 +16,7 @@ import subprocess
 import tarfile
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -213,14 +214,16 @@ def test_upstream_chart_appearing_in_the_cache_resumes_the_chart_tasks(project, 
 
 
 def test_gke_profile_without_upstream_chart_is_an_error_naming_repository_and_key(project, helm_bin):
-    from tasks import chart
-    from tasks.config import load
+    from tasks.chart import factory as chart
+    from tasks.config.loader import load
+    from tasks.errors import run_reporting_failure
     project.write("classroom.yaml", GKE + f"chart: {{jupyterhub_repository: '{UNREACHABLE_REPOSITORY}'}}\n")
     shutil.copytree(REPO / "helm", project.root / "helm")
     images = {"ref": "europe-docker.pkg.dev/uni-ds/classroom/x:1", "tag": "1", "digest": "sha256:" + "0" * 64}
     config = load(project.config)
     version = config.classroom["chart"]["jupyterhub_version"]  # the default, whatever it is
-    message = str(chart.package_chart(config, notebook=images, db=images))
+    package = SimpleNamespace(name="chart:package")  # the task doit would pass
+    message = str(run_reporting_failure(chart.package_chart, config, task=package, notebook=images, db=images))
     assert (f"chart:package: the JupyterHub chart {version} is not available from {UNREACHABLE_REPOSITORY}"
             in message)
     assert "set chart.jupyterhub_chart in config/classroom.yaml" in message
@@ -295,6 +298,7 @@ def _closed_port() -> int:
 
 def test_gcs_endpoint_down_is_one_line_naming_the_service_and_address(classroom, gcs_emulator):
     import time
+
     from google.cloud import storage
     bucket = storage.Client.create_anonymous_client().bucket(classroom.bucket)
     index_before = bucket.blob("index.yaml").download_as_bytes()
@@ -358,7 +362,7 @@ ENTRY = {"apiVersion": "v2", "name": "classroom", "version": "0.1.0-cabc", "dige
     ("just text\n", "the document is a string, expected a mapping"),
 ])
 def test_merge_refuses_an_index_of_another_shape_naming_the_object_and_key(text, problem):
-    from tasks import chart_repo
+    from tasks.chart import repo as chart_repo
     with pytest.raises(chart_repo.ChartRepoError) as refused:
         chart_repo.merge_index(text, ENTRY, "gs://b")
     message = str(refused.value)
@@ -367,7 +371,7 @@ def test_merge_refuses_an_index_of_another_shape_naming_the_object_and_key(text,
 
 
 def test_merge_refuses_aliases_and_oversized_indexes():
-    from tasks import chart_repo
+    from tasks.chart import repo as chart_repo
     bomb = "a: &a [x, x]\nb: &b [*a, *a]\nentries: {classroom: [*b, *b]}\n"
     with pytest.raises(chart_repo.ChartRepoError, match=r"^gs://b/index\.yaml is corrupt \(.*alias"):
         chart_repo.merge_index(bomb, ENTRY, "gs://b")
@@ -376,7 +380,7 @@ def test_merge_refuses_aliases_and_oversized_indexes():
 
 
 def test_merge_keeps_what_helm_wrote_and_adds_the_entry():
-    from tasks import chart_repo
+    from tasks.chart import repo as chart_repo
     helm_written = ("apiVersion: v1\nentries:\n  other:\n  - name: other\n    version: 1.2.3\n"
                     "    created: 2025-01-02T03:04:05.678Z\n    digest: abc\n    urls: [o.tgz]\n"
                     "  classroom: null\ngenerated: 2025-01-02T03:04:05Z\n")
@@ -395,7 +399,7 @@ def test_merge_keeps_what_helm_wrote_and_adds_the_entry():
 def test_directory_repository_remembers_the_index_it_confirmed(tmp_path):
     """The file:// bucket of the local profile: the up-to-date check needs no parsing while the
     index is the one the entry was read back from, and sees a rewrite that dropped it."""
-    from tasks import chart_repo
+    from tasks.chart import repo as chart_repo
     repo = chart_repo.DirectoryRepository(tmp_path / "charts")
     other = {**ENTRY, "version": "0.1.0-cother", "digest": "e" * 64}
     assert repo.add_to_index(ENTRY) == (True, 0)

@@ -5,7 +5,7 @@ BuildKit and pushed to the dev registry, the classroom chart on the real z2jh
 chart packaged and published to a bucket of the GCS emulator, the hub node
 labelled and the release deployed with the real helm to the dev control plane,
 helm and kubectl under the recorder of tests/integration/doubles) with
-CLASSTOOLS_CRASH_AT naming a point (tasks/runlock.py): when the run reaches it,
+CLASSTOOLS_CRASH_AT naming a point (tasks/run/runlock.py): when the run reaches it,
 it SIGKILLs its whole process group, children included, as `kill -9 -PGID`
 would (`watch:` points are kills from outside: the test kills the group as soon
 as helm's release record says pending). Then:

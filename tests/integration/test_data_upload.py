@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 
-from tasks import dataplan
+from tasks.data import plan as dataplan
 
 pytestmark = pytest.mark.integration
 
@@ -373,7 +373,7 @@ def test_datasets_recorded_at_once_by_several_uploads_are_all_kept(data_bucket):
     # generation that was read (fake-gcs-server refuses a stale one with 412), so none is lost.
     import threading
 
-    from tasks.data import GcsDataBucket
+    from tasks.data.bucket import GcsDataBucket
     names = [f"set-{i}" for i in range(8)]
     start = threading.Barrier(len(names))
     failures = []
@@ -397,7 +397,7 @@ def test_datasets_recorded_at_once_by_several_uploads_are_all_kept(data_bucket):
 
 
 def test_an_object_rewritten_after_the_listing_is_neither_overwritten_nor_deleted(data_bucket, tmp_path):
-    from tasks.data import DataError, GcsDataBucket
+    from tasks.data.bucket import DataError, GcsDataBucket
     bucket = GcsDataBucket(data_bucket)
     theirs = _client().bucket(data_bucket)
     theirs.blob("flights/a.csv").upload_from_string(b"listed\n")

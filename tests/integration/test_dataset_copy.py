@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from tasks import datasets
+from tasks.data import sources as datasets
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +27,7 @@ def test_a_bucket_dataset_is_copied_with_its_progress(bucket, gcs_emulator, tmp_
     source = f"gs://{bucket}/flights"
     identity = datasets.identity(source)
     lines: list[str] = []
-    datasets.stage(source, tmp_path / "flights", identity, log=lines.append)
+    datasets.fetch_into(source, tmp_path / "flights", identity, log=lines.append)
     for name, data in objects.items():
         copied = tmp_path / "flights" / name.removeprefix("flights/")
         assert copied.exists() == name.startswith("flights/")
@@ -42,4 +42,4 @@ def test_a_bucket_dataset_is_copied_with_its_progress(bucket, gcs_emulator, tmp_
     _upload(bucket, {"flights/part-0.csv": b"changed\n"})
     assert datasets.identity(source) != identity
     with pytest.raises(datasets.DatasetError, match="changed while it was being copied"):
-        datasets.stage(source, tmp_path / "again", identity, log=lines.append)
+        datasets.fetch_into(source, tmp_path / "again", identity, log=lines.append)

@@ -2,7 +2,7 @@
 
 The classroom chart is packaged by the real chain (`doit chart:package`, with the real
 z2jh 4.4.0 inside) and rendered by the real `helm template` with exactly the values
-`release:jupyterhub` gives `helm upgrade` (tasks.release.hub_release_values).
+`release:jupyterhub` gives `helm upgrade` (tasks.release.factory.hub_release_values).
 
 No Kubernetes runs here, so the Docker Engine plays the kubelet for the exchange.  A
 fresh root-owned docker volume is the disk a provisioner hands out; every container the
@@ -60,8 +60,9 @@ def _packaged_chart(project, registry, jupyterhub_chart, storage) -> Path:
 
 def _render(project, chart: Path, helm_bin, monkeypatch) -> list[dict]:
     """What `helm upgrade` of release:jupyterhub would apply, rendered by the real helm."""
-    from tasks import helm, release
-    from tasks.config import load
+    from tasks import helm
+    from tasks.config.loader import load
+    from tasks.release import factory as release
     monkeypatch.setenv("CLASSTOOLS_HELM", helm_bin)
     monkeypatch.setenv("CLASSTOOLS_SECRETS_FILE", str(project.secrets_file))
     helm.binary.cache_clear()
@@ -214,6 +215,7 @@ class Disks:
 
 def _mount(volume, target, read_only=False):
     import docker.types
+
     # no_copy: the image's files at the mount point must not seed the empty disk
     return docker.types.Mount(target, volume, type="volume", read_only=read_only, no_copy=True)
 
@@ -267,7 +269,7 @@ def _run(docker_client, image, pod, container, mounts) -> tuple[int, str]:
 def test_a_student_can_write_into_the_prepared_exchange_root(storage, project, registry, jupyterhub_chart,
                                                              helm_bin, docker_client, monkeypatch):
     from tasks import contract
-    from tasks.config import load
+    from tasks.config.loader import load
     docs = _render(project, _packaged_chart(project, registry, jupyterhub_chart, storage), helm_bin,
                    monkeypatch)
     hub = _hub_values(docs)

@@ -26,7 +26,7 @@ def _ran(result) -> set[str]:
 
 
 def _built(result) -> set[str]:
-    # the reporter's line after each executed image task (tasks/reporter.py)
+    # the reporter's line after each executed image task (tasks/run/reporter.py)
     return {m.group(1) for m in re.finditer(r"^   image:(\S+): (?:built|pushed) ", result.stdout, re.M)}
 
 
@@ -127,6 +127,7 @@ def test_pull_back_by_digest(classroom, docker_client):
 
 def test_same_inputs_same_tag_in_another_checkout(classroom, tmp_path):
     import json
+
     from tests.conftest import Project
     other = Project(tmp_path / "elsewhere")
     shutil.copytree(classroom.root / "config", other.config)

@@ -1,7 +1,7 @@
 """Two projects publishing to one bucket at once lose nothing.
 
 Two real processes, each a project of its own with its own config, run the
-real publish code (tasks.chart.publish_chart, as `doit chart:publish` does)
+real publish code (tasks.chart.factory.publish_chart, as `doit chart:publish` does)
 for 16 chart versions each against one bucket of the real GCS emulator
 (fake-gcs-server, which refuses a stale `if_generation_match` with 412). Each
 version must end up in the bucket's index, with its digest, readable by helm.
@@ -33,8 +33,10 @@ WORKER = r"""
 import hashlib, sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
-from tasks import chart, chartspec
-from tasks.config import load
+from tasks.chart import factory as chart
+from tasks.chart import spec as chartspec
+from tasks.config.loader import load
+from tasks.errors import ClassroomError
 
 project, label, count = Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 config = load(project / "config")
@@ -51,9 +53,10 @@ for i in range(count):
 print("ready", flush=True)
 sys.stdin.readline()
 for package in packages:
-    result = chart.publish_chart(config, package=package)
-    if not isinstance(result, dict):
-        print(f"FAILED {package['version']}: {result}", flush=True)
+    try:
+        chart.publish_chart(config, package=package)
+    except ClassroomError as exc:
+        print(f"FAILED {package['version']}: {exc}", flush=True)
 """
 
 

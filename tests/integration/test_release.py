@@ -480,8 +480,8 @@ def test_ingress_mode_brings_cert_manager_and_traefik_and_the_email_is_cert_mana
 
 
 def test_static_ip_is_reserved_once(project, tmp_path, monkeypatch):
-    from tasks import cluster
-    from tasks.config import load
+    from tasks.cluster import factory as cluster
+    from tasks.config.loader import load
     project.write("classroom.yaml", GKE)
     monkeypatch.setenv("CLASSTOOLS_GCLOUD", str(DOUBLES / "gcloud"))
     monkeypatch.setenv("KUBE_DOUBLE_DIR", str(tmp_path))

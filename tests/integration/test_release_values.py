@@ -3,10 +3,10 @@
 No Kubernetes API server runs here: `helm template` (which checks the values
 against z2jh's own schema, which rejects unknown keys) and offline schema
 validation (kubernetes-validate) are the real parts that can run.  The chart
-is packaged the way `chart:package` packages it (tasks.chart.packaged_files),
+is packaged the way `chart:package` packages it (tasks.chart.factory.packaged_files),
 with the z2jh archive from ../shared/upstream; the values are exactly the two
 documents release:jupyterhub hands to `helm upgrade`
-(tasks.release.hub_release_values), secrets read from a private secrets file.
+(tasks.release.factory.hub_release_values), secrets read from a private secrets file.
 """
 
 from __future__ import annotations
@@ -21,8 +21,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks import chart, contract, release, releasespec
-from tasks.config import load
+from tasks import contract
+from tasks.chart import factory as chart
+from tasks.config.loader import load
+from tasks.release import factory as release
+from tasks.release import spec as releasespec
 
 pytestmark = pytest.mark.integration
 

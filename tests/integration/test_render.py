@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks.render import MARKER
+from tasks.release.render import MARKER
 from tests.integration.conftest import use_jupyterhub_chart
 
 pytestmark = pytest.mark.integration

@@ -189,8 +189,8 @@ def test_without_a_gs_bucket_nothing_is_mounted_anywhere(runtime_release, loaded
 
 def test_diagnose_says_when_the_cluster_lacks_the_fuse_driver_and_finds_it_once_there(kubeconfig, kubectl_bin,
                                                                                      monkeypatch, capsys):
-    from tasks import diagnosis
-    from tasks.config import Config
+    from tasks.cluster import diagnosis
+    from tasks.config.loader import Config
     monkeypatch.setenv("KUBECONFIG", kubeconfig)
     monkeypatch.setenv("CLASSTOOLS_KUBECTL", kubectl_bin)
     classroom = {"buckets": {"data": f"gs://{BUCKET}"}, "cluster": {"kube_context": ""},

@@ -1,86 +1,85 @@
 """The inputs of an image's tag that mutation testing found unprotected: a context file other
-than the Dockerfile, a course's packages, a file's exec bit, a link's target, a shared file."""
+than the Dockerfile, a course's packages, a file's exec bit, a link's target, a shared file.
+
+The tag (tasks/images/spec.py) is computed from the file digests the adapter
+reports, so these tests give it digests directly and read no file; that an
+edit, a chmod or a new link target changes those digests, and a mode bit that
+a build does not see does not, is tested on real files in test_image_context.py.
+"""
 
 from __future__ import annotations
 
-import os
-import shutil
+import hashlib
 
 import pytest
 
-from tasks import imagespec
-from tasks.config import load
+from tasks.images import spec as imagespec
+from tests.unit.memory_config import PROJECT, classroom_config, edited
 
 
-@pytest.fixture
-def images_project(project):
-    from tests.conftest import REPO
-    shutil.copytree(REPO / "images", project.root / "images")
-    return project
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _tag(project, image="notebook"):
-    config = load(project.config)
-    spec = next(s for s in imagespec.image_specs(config) if s.name == image)
-    return imagespec.content_tag(spec, imagespec.context_digests(imagespec.sources(config, spec)),
-                                 imagespec.generated_files(config, spec), imagespec.build_args(config, spec, None),
-                                 "linux/amd64", "0" * 24)
+# what the adapter reports for images/base (tasks/images/context.py's digest format)
+BASE_FILES = {".dockerignore": "-:" + _sha("*.md\n"), "Dockerfile": "dockerfile:" + _sha("FROM x\n"),
+              "lab-overrides.json": "-:" + _sha("{}\n"), "requirements-platform.txt": "-:" + _sha("jupyterlab\n"),
+              "requirements.txt": "-:" + _sha("numpy\n")}
+NOTEBOOK_FILES = {"Dockerfile": "dockerfile:" + _sha("ARG PARENT\nFROM ${PARENT}\n"),
+                  "shared/classroom-start": "x:" + _sha("#!/bin/sh\n")}
 
 
-def _context_file(project, image="base") -> str:
-    """A file of the image's context other than the Dockerfile and .dockerignore."""
-    root = project.root / "images" / image
-    rels = [rel for rel, _ in imagespec.sources(load(project.config), next(
-        s for s in imagespec.image_specs(load(project.config)) if s.name == image))]
-    rel = next(r for r in rels if r not in ("Dockerfile", ".dockerignore") and not os.path.islink(root / r))
-    return str(root / rel)
 
 
-def test_editing_any_context_file_changes_the_tag(images_project):
-    before = _tag(images_project, "base")
-    path = _context_file(images_project)
-    with open(path, "ab") as handle:
-        handle.write(b"\n# one more line\n")
-    assert _tag(images_project, "base") != before
+
+def _spec(config, image):
+    return next(s for s in imagespec.image_specs(config) if s.name == image)
 
 
-def test_the_exec_bit_changes_the_tag_and_other_mode_bits_do_not(images_project):
-    path = _context_file(images_project)
-    os.chmod(path, 0o644)
-    before = _tag(images_project, "base")
-    os.chmod(path, 0o600)  # not what a build sees: BuildKit keeps the exec bit, not the rest
-    assert _tag(images_project, "base") == before
-    os.chmod(path, 0o755)
-    assert _tag(images_project, "base") != before
+def _tag(files, image="notebook", config=None):
+    """The tag as the image task computes it, from the digests the adapter would report."""
+    config = config or classroom_config()
+    spec = _spec(config, image)
+    return imagespec.content_tag(spec, files, imagespec.generated_files(config, spec),
+                                 imagespec.build_args(config, spec, None), "linux/amd64", "0" * 24)
 
 
-def test_a_link_target_changes_the_tag(images_project):
-    base = images_project.root / "images" / "base"
-    (base / "pointer").symlink_to("Dockerfile")
-    before = _tag(images_project, "base")
-    (base / "pointer").unlink()
-    (base / "pointer").symlink_to("requirements.txt")
-    assert _tag(images_project, "base") != before
+@pytest.mark.parametrize("rel", sorted(set(BASE_FILES) - {"Dockerfile", ".dockerignore"}))
+def test_editing_any_context_file_changes_the_tag(rel):
+    before = _tag(BASE_FILES, "base")
+    edited_file = "-:" + _sha("numpy\n\n# one more line\n")
+    assert _tag({**BASE_FILES, rel: edited_file}, "base") != before
 
 
-def test_a_shared_file_changes_the_childrens_tags(images_project):
-    before = {image: _tag(images_project, image) for image in ("notebook", "local", "base")}
-    start = images_project.root / "images" / "shared" / "classroom-start"
-    start.write_text(start.read_text() + "\n# edited\n")
-    after = {image: _tag(images_project, image) for image in ("notebook", "local", "base")}
-    assert after["notebook"] != before["notebook"] and after["local"] != before["local"]
-    assert after["base"] == before["base"], "base does not stage shared/"
+def test_the_exec_bit_changes_the_tag():
+    content = BASE_FILES["requirements.txt"].split(":", 1)[1]
+    before = _tag({**BASE_FILES, "requirements.txt": "-:" + content}, "base")
+    assert _tag({**BASE_FILES, "requirements.txt": "x:" + content}, "base") != before
 
 
-def test_a_courses_packages_change_the_tag_in_the_order_they_are_installed(images_project):
-    courses = images_project.config / "courses.yaml"
-    text = courses.read_text()
-    before = _tag(images_project)
-    courses.write_text(text.replace("packages: []", 'packages: ["altair>=5"]', 1))
-    with_altair = _tag(images_project)
+def test_a_link_target_changes_the_tag():
+    before = _tag({**BASE_FILES, "pointer": "link:Dockerfile"}, "base")
+    assert _tag({**BASE_FILES, "pointer": "link:requirements.txt"}, "base") != before
+
+
+def test_a_shared_file_changes_the_childrens_tags():
+    """Only the children stage shared/ (so only their contexts hold its files), and its files count."""
+    config = classroom_config()
+    shared = ("shared/", str(PROJECT / "images" / "shared"))
+    for child in ("notebook", "local"):
+        assert shared in imagespec.context_roots(config, _spec(config, child))
+    assert shared not in imagespec.context_roots(config, _spec(config, "base")), "base does not stage shared/"
+    before = {child: _tag(NOTEBOOK_FILES, child) for child in ("notebook", "local")}
+    start = {**NOTEBOOK_FILES, "shared/classroom-start": "x:" + _sha("#!/bin/sh\n\n# edited\n")}
+    assert all(_tag(start, child) != before[child] for child in before)
+
+
+def test_a_courses_packages_change_the_tag_in_the_order_they_are_installed():
+    before = _tag(NOTEBOOK_FILES)
+    config = edited(classroom_config(), "courses.0.packages", ["altair>=5"])
+    with_altair = _tag(NOTEBOOK_FILES, config=config)
     assert with_altair != before
-    config = load(images_project.config)
-    spec = next(s for s in imagespec.image_specs(config) if s.name == "notebook")
+    spec = _spec(config, "notebook")
     assert imagespec.generated_files(config, spec)["classroom/requirements-courses.txt"] == b"altair>=5\n"
-    courses.write_text(text.replace("packages: []", 'packages: ["altair>=5.1"]', 1))
-    assert _tag(images_project) not in (before, with_altair)
+    newer = _tag(NOTEBOOK_FILES, config=edited(classroom_config(), "courses.0.packages", ["altair>=5.1"]))
+    assert newer not in (before, with_altair)

@@ -9,9 +9,10 @@ import time
 
 import pytest
 
-from tasks import imagespec
-from tasks.contextstate import SideFile, content_digest, context_unchanged, listing_digest
-from tasks.dockerignore import context_files
+from tasks.filetree.ignore import context_files
+from tasks.filetree.state import SideFile, content_digest, context_unchanged, listing_digest
+from tasks.images import context as imagecontext
+from tasks.images import spec as imagespec
 
 
 @pytest.fixture
@@ -26,7 +27,7 @@ def context(tmp_path):
 
 
 def _digests(root):
-    return lambda: imagespec.context_digests([(rel, os.path.join(root, rel)) for rel in context_files(str(root))])
+    return lambda: imagecontext.context_digests([(rel, os.path.join(root, rel)) for rel in context_files(str(root))])
 
 
 class Counting:
@@ -90,7 +91,7 @@ def test_prefixes_and_single_file_roots_count(context, tmp_path, use_find):
 
 
 def test_gnu_find_is_used_here():
-    from tasks.contextstate import _gnu_find
+    from tasks.filetree.state import _gnu_find
     assert _gnu_find(), "Debian's find has -printf: the fast path must be the one these tests measure"
 
 
@@ -194,7 +195,7 @@ SETTLE = 0.05
 
 @pytest.fixture
 def settled(monkeypatch):
-    from tasks import contextstate
+    from tasks.filetree import state as contextstate
     monkeypatch.setattr(contextstate, "QUIET_SECONDS", SETTLE)
 
     def wait():
@@ -204,7 +205,7 @@ def settled(monkeypatch):
 
 class CountingListings:
     def __init__(self, monkeypatch):
-        from tasks import contextstate
+        from tasks.filetree import state as contextstate
         self.calls, real = 0, contextstate.take_listing
 
         def counted(*args, **kwargs):
@@ -253,7 +254,7 @@ def test_every_change_after_a_quiet_listing_is_seen(context, tmp_path, settled, 
 
 
 def test_a_listing_with_a_change_in_its_last_seconds_is_not_trusted_to_the_probe(context, tmp_path, monkeypatch):
-    from tasks import contextstate
+    from tasks.filetree import state as contextstate
     monkeypatch.setattr(contextstate, "QUIET_SECONDS", 3600)  # the fixture's files are that recent, however slow
     check, side = _fresh_check(context, tmp_path / "side.json")
     _, state = _run(check, {})
@@ -299,7 +300,7 @@ def test_all_images_are_probed_at_once(context, tmp_path, settled, monkeypatch):
     checks = [context_unchanged(name, [("", str(root))], _digests(root), side)
               for name, root in (("base", context), ("db", other))]
     states = [_run(check, {})[1] for check in checks]
-    from tasks import contextstate
+    from tasks.filetree import state as contextstate
     events = []
     real_init, real_changed = contextstate.Probe.__init__, contextstate.Probe.changed
 

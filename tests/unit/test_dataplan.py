@@ -1,4 +1,4 @@
-"""The data upload's plan (tasks/dataplan.py): what is uploaded, deleted or kept, and which
+"""The data upload's plan (tasks/data/plan.py): what is uploaded, deleted or kept, and which
 names may become objects.  Pure: maps of fingerprints in, a plan out."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from tasks import dataplan
-from tasks.dataplan import Fingerprint
+from tasks.data import plan as dataplan
+from tasks.data.plan import Fingerprint
 
 
 def md5(data: bytes) -> str:

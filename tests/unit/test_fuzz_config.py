@@ -34,9 +34,9 @@ from pathlib import Path
 
 import yaml
 
-from tasks.config import BACKEND_ENV, DEP_FILE_ENV, Config, ConfigError, validate
-from tasks.formats import FORMATS
-from tasks.imagespec import requirements_file
+from tasks.config.formats import FORMATS
+from tasks.config.loader import BACKEND_ENV, DEP_FILE_ENV, Config, ConfigError, validate
+from tasks.images.spec import requirements_file
 from tests.unit.test_config_fuzz import _paths  # every key path of a document
 
 REPO = Path(__file__).resolve().parents[2]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from tasks import graph
-from tasks.contextstate import context_unchanged
-from tasks.inputs import value_inputs
+from tasks.checks import value_inputs
+from tasks.filetree.state import context_unchanged
+from tasks.run import graph
 
 W, M, U, X = graph.WILL_RUN, graph.MAY_RUN, graph.UP_TO_DATE, graph.UNKNOWN
 

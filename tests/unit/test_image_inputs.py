@@ -1,53 +1,46 @@
-"""What each image reads and bakes, and how its tag is laid out (tasks/imagespec.py).
+"""What each image reads and bakes, and how its tag is laid out (tasks/images/spec.py).
 
 Mutation testing left these unprotected: which config keys reach which image,
-what the generated files hold, how a file's digest is made, the Dockerfile's
-parser directives, and the tag's byte layout (a silent change of that layout
-would rebuild every image on every machine without TAG_VERSION saying so).
+what the generated files hold, the Dockerfile's parser directives, and the
+tag's byte layout (a silent change of that layout would rebuild every image on
+every machine without TAG_VERSION saying so).
+
+The spec is pure, so these tests read no file: the config is built in memory
+as the loader normalizes it.  How a file's digest is made (exec bit, links, the
+Dockerfile read without its comments) is the adapter's: test_image_context.py.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 
 import pytest
 
-from tasks import imagespec
-from tasks.config import load
+from tasks.images import spec as imagespec
+from tests.unit.memory_config import PROJECT, classroom_config, edited
+
+ALL_IMAGES = {"base", "notebook", "local", "db"}
 
 
-@pytest.fixture
-def images_project(project):
-    from tests.conftest import REPO
-    shutil.copytree(REPO / "images", project.root / "images")
-    return project
 
 
-def _specs(project) -> dict:
-    return {spec.name: spec for spec in imagespec.image_specs(load(project.config))}
+
+def _specs(config, has_hub_sources=False) -> dict:
+    return {spec.name: spec for spec in imagespec.image_specs(config, has_hub_sources)}
 
 
-def _edit(project, file_name, old, new):
-    path = project.config / file_name
-    text = path.read_text()
-    assert old in text, f"{file_name} no longer holds {old!r}"
-    path.write_text(text.replace(old, new, 1))
+def _changed_inputs(key, value, has_hub_sources=False) -> set[str]:
+    """The images whose task inputs (config values) move when the value at `key` does."""
+    before, after = classroom_config(), edited(classroom_config(), key, value)
+    old = {name: imagespec.config_values(before, spec) for name, spec in _specs(before, has_hub_sources).items()}
+    return {name for name, spec in _specs(after, has_hub_sources).items()
+            if imagespec.config_values(after, spec) != old[name]}
 
 
-def _changed_inputs(project, edit) -> set[str]:
-    """The images whose task inputs (config values) move with `edit`."""
-    before = {name: imagespec.config_values(load(project.config), spec) for name, spec in _specs(project).items()}
-    edit()
-    config = load(project.config)
-    return {name for name, spec in _specs(project).items() if imagespec.config_values(config, spec) != before[name]}
-
-
-def test_parents_upstreams_and_shared_directories(images_project):
-    config = load(images_project.config)
-    specs = _specs(images_project)
+def test_parents_upstreams_and_shared_directories():
+    config = classroom_config()
+    specs = _specs(config)
     images = config.classroom["images"]
     assert [name for name in specs] == ["base", "notebook", "local", "db"], "parents first"
     assert (specs["base"].parent, specs["base"].upstream) == (None, images["base_image"])
@@ -56,32 +49,30 @@ def test_parents_upstreams_and_shared_directories(images_project):
         assert (specs[child].parent, specs[child].upstream, specs[child].shared) == ("base", None, ("shared",))
     assert specs["base"].shared == specs["db"].shared == ()
     root = config.path(images["sources"])
+    assert root == PROJECT / "images"
     assert {name: spec.source for name, spec in specs.items()} == {name: root / name for name in specs}
     assert {name: spec.task_name for name, spec in specs.items()} == {name: f"image:{name}" for name in specs}
 
 
-@pytest.mark.parametrize("file_name,old,new,reached", [
-    ("classroom.yaml", 'registry: ""', 'registry: "registry.example.org/classroom"',
-     {"base", "notebook", "local", "db"}),
-    ("classroom.yaml", "platform: linux/amd64", "platform: linux/arm64", {"base", "notebook", "local", "db"}),
-    ("classroom.yaml", "base_image: ", "base_image: docker.io/library/debian:trixie #", {"base"}),
-    ("classroom.yaml", "db_base_image: ", "db_base_image: docker.io/library/mariadb:11.8 #", {"db"}),
-    ("courses.yaml", "ref: main", "ref: v2", {"notebook", "local"}),
-    ("data.yaml", "description: A small", "description: A tiny", {"local"}),
-    ("classroom.yaml", "admin_users: []", "admin_users: [dean]", set()),
+@pytest.mark.parametrize("key,value,reached", [
+    ("classroom.images.registry", "registry.example.org/classroom", ALL_IMAGES),
+    ("classroom.build.platform", "linux/arm64", ALL_IMAGES),
+    ("classroom.images.base_image", "docker.io/library/debian:trixie", {"base"}),
+    ("classroom.images.db_base_image", "docker.io/library/mariadb:11.8", {"db"}),
+    ("courses.0.ref", "v2", {"notebook", "local"}),
+    ("datasets.0.description", "A tiny flights table for the first SQL exercises", {"local"}),
+    ("classroom.auth.admin_users", ["dean"], set()),
 ])
-def test_each_config_key_reaches_exactly_the_images_that_read_it(images_project, file_name, old, new, reached):
-    assert _changed_inputs(images_project, lambda: _edit(images_project, file_name, old, new)) == reached
+def test_each_config_key_reaches_exactly_the_images_that_read_it(key, value, reached):
+    assert _changed_inputs(key, value) == reached
 
 
-def test_a_build_arg_reaches_every_image_and_its_build(images_project):
-    text = (images_project.config / "classroom.yaml").read_text()
-    assert "args: {}" in text
-    changed = _changed_inputs(images_project, lambda: _edit(images_project, "classroom.yaml", "args: {}",
-                                                            "args: {PIP_INDEX_URL: https://pypi.example.org/simple}"))
-    assert changed == {"base", "notebook", "local", "db"}
-    config = load(images_project.config)
-    specs = _specs(images_project)
+def test_a_build_arg_reaches_every_image_and_its_build():
+    assert classroom_config().classroom["build"]["args"] == {}
+    args = {"PIP_INDEX_URL": "https://pypi.example.org/simple"}
+    assert _changed_inputs("classroom.build.args", args) == ALL_IMAGES
+    config = edited(classroom_config(), "classroom.build.args", args)
+    specs = _specs(config)
     assert imagespec.build_args(config, specs["base"], None) == {
         "BASE_IMAGE": config.classroom["images"]["base_image"], "PIP_INDEX_URL": "https://pypi.example.org/simple"}
     assert imagespec.build_args(config, specs["notebook"], "reg/base:abc") == {
@@ -89,22 +80,18 @@ def test_a_build_arg_reaches_every_image_and_its_build(images_project):
     assert list(imagespec.build_args(config, specs["notebook"], "reg/base:abc")) == ["PARENT", "PIP_INDEX_URL"]
 
 
-def test_who_sees_a_dataset_is_not_baked(images_project):
+def test_who_sees_a_dataset_is_not_baked():
     """A dataset's courses decide the cluster's mounts only: the laptop image does not change."""
-    changed = _changed_inputs(images_project, lambda: _edit(
-        images_project, "data.yaml", "    description: A small", "    courses: [data-science-101]\n"
-                                                                   "    description: A small"))
-    assert changed == set()
-    config = load(images_project.config)
-    listing = json.loads(imagespec.generated_files(config, _specs(images_project)["local"])["classroom/datasets.json"])
+    assert _changed_inputs("datasets.0.courses", ["data-science-101"]) == set()
+    config = edited(classroom_config(), "datasets.0.courses", ["data-science-101"])
+    listing = json.loads(imagespec.generated_files(config, _specs(config)["local"])["classroom/datasets.json"])
     assert listing == [{"name": d["name"], "source": d["source"], "description": d["description"]}
                        for d in config.datasets]
 
 
-def test_generated_files_hold_the_courses_and_datasets_as_the_image_reads_them(images_project):
-    _edit(images_project, "courses.yaml", "packages: []", 'packages: ["pandas>=2", "altair>=5", "pandas>=2"]')
-    config = load(images_project.config)
-    specs = _specs(images_project)
+def test_generated_files_hold_the_courses_and_datasets_as_the_image_reads_them():
+    config = edited(classroom_config(), "courses.0.packages", ["pandas>=2", "altair>=5", "pandas>=2"])
+    specs = _specs(config)
     for name in ("base", "db"):
         assert imagespec.generated_files(config, specs[name]) == {}
     notebook = imagespec.generated_files(config, specs["notebook"])
@@ -131,39 +118,12 @@ def test_a_requirements_file_is_sorted_and_newline_terminated():
     assert imagespec.requirements_file(["b>=1", "a"]) == b"a\nb>=1\n"
 
 
-def test_repository_is_the_registry_path_or_a_local_name(images_project):
-    config = load(images_project.config)
-    base = _specs(images_project)["base"]
+def test_repository_is_the_registry_path_or_a_local_name():
+    config = classroom_config()
+    base = _specs(config)["base"]
     assert imagespec.repository(config, base) == "classroom/base"
-    _edit(images_project, "classroom.yaml", 'registry: ""', 'registry: "reg.example.org/course"')
-    assert imagespec.repository(load(images_project.config), base) == "reg.example.org/course/base"
-
-
-def test_a_files_digest_is_its_exec_bit_and_sha256_or_a_links_target(tmp_path):
-    big = tmp_path / "big.bin"
-    content = os.urandom(3 * (1 << 20) + 17)  # more than one read block
-    big.write_bytes(content)
-    big.chmod(0o644)
-    assert imagespec.file_digest(big) == "-:" + hashlib.sha256(content).hexdigest()
-    big.chmod(0o744)
-    assert imagespec.file_digest(big) == "x:" + hashlib.sha256(content).hexdigest()
-    big.chmod(0o654)  # group-executable only still runs for the group
-    assert imagespec.file_digest(big).startswith("x:")
-    (tmp_path / "link").symlink_to("big.bin")
-    assert imagespec.file_digest(tmp_path / "link") == "link:big.bin"
-
-
-def test_the_dockerfile_counts_normalized_and_other_files_by_content(tmp_path):
-    (tmp_path / "Dockerfile").write_text("# why\nFROM x\n")
-    (tmp_path / "app.py").write_text("# why\nprint()\n")
-    digests = imagespec.context_digests([("Dockerfile", str(tmp_path / "Dockerfile")),
-                                         ("app.py", str(tmp_path / "app.py"))])
-    assert digests["Dockerfile"] == "dockerfile:" + hashlib.sha256(b"FROM x\n").hexdigest()
-    assert digests["app.py"] == imagespec.file_digest(tmp_path / "app.py")
-    assert digests["app.py"].endswith(hashlib.sha256(b"# why\nprint()\n").hexdigest())
-    nested = imagespec.context_digests([("sub/Dockerfile", str(tmp_path / "Dockerfile"))])
-    assert nested["sub/Dockerfile"] == imagespec.file_digest(tmp_path / "Dockerfile"), \
-        "only the context's own Dockerfile is read as one"
+    with_registry = edited(config, "classroom.images.registry", "reg.example.org/course")
+    assert imagespec.repository(with_registry, base) == "reg.example.org/course/base"
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -193,30 +153,22 @@ def _reference_tag(name, files, generated, args, platform, parent) -> str:
     return hashlib.sha256(data).hexdigest()[:24]
 
 
-def test_the_tag_is_laid_out_as_documented(images_project):
-    spec = _specs(images_project)["notebook"]
+def test_the_tag_is_laid_out_as_documented():
+    specs = _specs(classroom_config())
+    spec = specs["notebook"]
     inputs = ("notebook", {"b.txt": "x:2", "a.txt": "-:1"}, {"classroom/z.json": b"[]\n", "classroom/a.txt": b"a"},
               {"B": "2", "A": "1"}, "linux/amd64", "f" * 24)
     assert imagespec.content_tag(spec, *inputs[1:]) == _reference_tag(*inputs)
     # the parts are separated by their lengths: moving a character across a boundary moves the tag
     assert imagespec.content_tag(spec, {"ab": "c"}, {}, {}, "p", "") != imagespec.content_tag(spec, {"a": "bc"}, {},
                                                                                               {}, "p", "")
-    other = _specs(images_project)["local"]
+    other = specs["local"]
     assert imagespec.content_tag(other, *inputs[1:]) == _reference_tag("local", *inputs[1:])
 
 
-def test_only_other_users_exec_bit_still_counts(tmp_path):
-    path = tmp_path / "run.sh"
-    path.write_text("#!/bin/sh\n")
-    path.chmod(0o641)
-    assert imagespec.file_digest(path).startswith("x:")
-    path.chmod(0o640)
-    assert imagespec.file_digest(path).startswith("-:")
-
-
-def test_generated_json_is_sorted_and_indented(images_project):
-    config = load(images_project.config)
-    files = imagespec.generated_files(config, _specs(images_project)["local"])
+def test_generated_json_is_sorted_and_indented():
+    config = classroom_config()
+    files = imagespec.generated_files(config, _specs(config)["local"])
     for name in ("classroom/courses.json", "classroom/datasets.json"):
         text = files[name].decode()
         keys = json.loads(text, object_pairs_hook=lambda pairs: [key for key, _ in pairs])
@@ -224,41 +176,28 @@ def test_generated_json_is_sorted_and_indented(images_project):
         assert text.startswith('[\n  {\n    "'), f"{name}: two-space indentation"
 
 
-def test_the_hub_image_reads_its_own_base_image(images_project):
-    hub = images_project.root / "images" / "hub"
-    hub.mkdir()
-    (hub / "Dockerfile").write_text("ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n")
-    spec = _specs(images_project)["hub"]
-    assert spec.source == hub and spec.parent is None
-    changed = _changed_inputs(images_project, lambda: _edit(images_project, "classroom.yaml", "hub_base_image: ",
-                                                            "hub_base_image: quay.io/jupyterhub/k8s-hub:4.4.1 #"))
+def test_the_hub_image_reads_its_own_base_image():
+    """Whether images/hub has a Dockerfile is the adapter's to find (test_image_context.py)."""
+    spec = _specs(classroom_config(), has_hub_sources=True)["hub"]
+    assert spec.source == PROJECT / "images" / "hub" and spec.parent is None
+    changed = _changed_inputs("classroom.images.hub_base_image", "quay.io/jupyterhub/k8s-hub:4.4.1",
+                              has_hub_sources=True)
     assert changed == {"hub"}
 
 
-def _datasets(project, entries: str):
-    (project.config / "data.yaml").write_text("datasets:\n" + entries)
-
-
-def test_the_local_image_bakes_local_datasets_files_and_directories_only(images_project):
-    data = images_project.root / "data"
-    (data / "tables").mkdir(parents=True)
-    (data / "tables" / "t.csv").write_text("a\n")
-    (data / "one.parquet").write_bytes(b"PAR1")
-    _datasets(images_project, "  - {name: tables, source: data/tables}\n"
-                              "  - {name: single, source: data/one.parquet}\n"
-                              "  - {name: remote, source: 'https://example.org/data.git'}\n"
-                              "  - {name: bucket, source: 'gs://example-data/prefix'}\n")
-    config = load(images_project.config)
-    spec = _specs(images_project)["local"]
-    sources = dict(imagespec.sources(config, spec))
-    assert sources["classroom/datasets/tables/t.csv"] == str(data / "tables" / "t.csv")
-    assert sources["classroom/datasets/single/one.parquet"] == str(data / "one.parquet")
-    assert not [rel for rel in sources if rel.startswith(("classroom/datasets/remote", "classroom/datasets/bucket"))]
-    images = images_project.root / "images"
-    assert imagespec.context_roots(config, spec) == [
+def test_the_local_image_bakes_local_datasets_files_and_directories_only():
+    """Which files of a local dataset a build sends (a file, or a directory's) is the adapter's."""
+    config = classroom_config(datasets=[
+        {"name": "tables", "source": "data/tables", "description": "", "courses": []},
+        {"name": "single", "source": "data/one.parquet", "description": "", "courses": []},
+        {"name": "remote", "source": "https://example.org/data.git", "description": "", "courses": []},
+        {"name": "bucket", "source": "gs://example-data/prefix", "description": "", "courses": []}])
+    specs = _specs(config)
+    images, data = PROJECT / "images", PROJECT / "data"
+    assert imagespec.context_roots(config, specs["local"]) == [
         ("", str(images / "local")), ("shared/", str(images / "shared")),
         ("classroom/datasets/tables/", str(data / "tables")), ("classroom/datasets/single/", str(data / "one.parquet"))]
-    assert imagespec.context_roots(config, _specs(images_project)["base"]) == [("", str(images / "base"))]
+    assert imagespec.context_roots(config, specs["base"]) == [("", str(images / "base"))]
     assert [d["name"] for d in imagespec.remote_datasets(config)] == ["remote", "bucket"]
     assert imagespec.local_dataset(config, config.datasets[2]) is None
     assert imagespec.local_dataset(config, config.datasets[0]) == data / "tables"

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from tasks import helm, kube, release
-from tasks.cluster import deploying
+from tasks import helm, kube
+from tasks.cluster.factory import deploying
+from tasks.release import factory as release
 
 
 def test_desired_values_merge_as_helm_merges_values_files():

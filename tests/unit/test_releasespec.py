@@ -1,4 +1,4 @@
-"""The values the JupyterHub release computes (tasks/releasespec.py), branch by branch.
+"""The values the JupyterHub release computes (tasks/release/spec.py), branch by branch.
 
 The expected values are the settings of the code that reads them (z2jh 4.4.0's
 jupyterhub_config.py, JupyterHub 5.5.0, jupyterhub-ldapauthenticator 2.0.2),
@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks import contract, releasespec
-from tasks.config import Config, load
+from tasks import contract
+from tasks.config.loader import Config, load
+from tasks.release import spec as releasespec
 
 CLASSROOM = {
     "release": {"name": "classroom", "namespace": "classroom"},
@@ -439,7 +440,7 @@ def test_a_grader_without_datasets_gets_no_entry_and_no_datasets_no_section():
 def test_diagnose_names_the_add_on_and_its_gcloud_command_when_the_driver_is_missing():
     import subprocess
 
-    from tasks import diagnosis
+    from tasks.cluster import diagnosis
     config = make(gcp={"project": "p1", "cluster": "c1", "zone": "us-central1-a", "region": "us-central1"})
     missing = subprocess.CompletedProcess([], 1, "", 'Error from server (NotFound): csidrivers.storage.k8s.io '
                                                      '"gcsfuse.csi.storage.gke.io" not found\n')

@@ -1,6 +1,6 @@
 """What `doit render` masks: every secret value, and the secrets z2jh would invent at each render."""
 
-from tasks.render import MARKER, generated_secrets, redacted
+from tasks.release.render import MARKER, generated_secrets, redacted
 
 
 def test_every_leaf_becomes_the_marker_and_the_shape_stays():

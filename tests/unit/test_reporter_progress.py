@@ -6,8 +6,8 @@ import io
 
 from doit.task import Task
 
-from tasks import reporter
-from tasks.progress import Progress, human_bytes
+from tasks.run import reporter
+from tasks.run.progress import Progress, human_bytes
 
 
 class Note:

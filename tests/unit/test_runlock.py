@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks import kube, runlock
+from tasks import kube
+from tasks.run import runlock
 from tests.conftest import DOIT
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -38,7 +39,7 @@ def test_the_identity_of_a_process_tells_a_reused_pid_apart(tmp_path):
 def test_a_second_run_waits_for_the_first_and_says_so_once(tmp_path):
     dep_file = tmp_path / "state" / "deps.json"
     finished = tmp_path / "finished"
-    holder = _python(f"from tasks import runlock\nrunlock.acquire({str(dep_file)!r})\n"
+    holder = _python(f"from tasks.run import runlock\nrunlock.acquire({str(dep_file)!r})\n"
                      "print('held', flush=True)\nimport time\ntime.sleep(2)\n"
                      f"open({str(finished)!r}, 'w').close()\n")
     assert holder.stdout.readline().strip() == "held"
@@ -56,7 +57,7 @@ def test_a_second_run_waits_for_the_first_and_says_so_once(tmp_path):
 def test_without_waiting_a_held_lock_is_reported_and_nothing_kept(tmp_path):
     dep_file = tmp_path / "deps.json"
     fd = runlock.acquire(dep_file)
-    child = _python(f"from tasks import runlock\nprint(runlock.acquire({str(dep_file)!r}, wait=False))")
+    child = _python(f"from tasks.run import runlock\nprint(runlock.acquire({str(dep_file)!r}, wait=False))")
     out, _ = child.communicate(timeout=30)
     os.close(fd)
     assert out.strip() == "None"
@@ -64,7 +65,7 @@ def test_without_waiting_a_held_lock_is_reported_and_nothing_kept(tmp_path):
 
 def test_a_killed_holder_releases_the_lock(tmp_path):
     dep_file = tmp_path / "deps.json"
-    holder = _python(f"from tasks import runlock\nrunlock.acquire({str(dep_file)!r})\n"
+    holder = _python(f"from tasks.run import runlock\nrunlock.acquire({str(dep_file)!r})\n"
                      "print('held', flush=True)\nimport time\ntime.sleep(60)\n")
     assert holder.stdout.readline().strip() == "held"
     os.killpg(holder.pid, signal.SIGKILL)
@@ -87,7 +88,7 @@ def test_a_lock_beside_a_file_is_refused_in_one_line(tmp_path, capsys):
                                             ("run", True), ("forget", True), ("clean", True)])
 def test_only_commands_that_may_change_something_take_the_lock(tmp_path, command, waits):
     dep_file = tmp_path / "deps.json"
-    code = (f"import tempfile\nfrom tasks import runlock\n"
+    code = (f"import tempfile\nfrom tasks.run import runlock\n"
             f"print(runlock.start_run({str(dep_file)!r}, {command!r}), tempfile.gettempdir())")
     child = _python(code, TMPDIR=str(tmp_path))
     out, err = child.communicate(timeout=30)
@@ -99,7 +100,7 @@ def test_only_commands_that_may_change_something_take_the_lock(tmp_path, command
 
 
 def test_the_next_run_removes_a_killed_runs_scratch_and_stops_its_build_processes(tmp_path):
-    code = ("import subprocess, tempfile\nfrom pathlib import Path\nfrom tasks import runlock\n"
+    code = ("import subprocess, tempfile\nfrom pathlib import Path\nfrom tasks.run import runlock\n"
             "scratch = runlock.use_scratch(Path(tempfile.gettempdir()))\n"
             "(Path(tempfile.mkdtemp(prefix='classtools-chart-')) / 'x').write_text('staged')\n"
             "build = subprocess.Popen(['sleep', '300'], start_new_session=True)\n"  # outlives a kill of the run
@@ -144,7 +145,7 @@ def test_values_files_live_in_memory_and_reach_the_tool_whole(tmp_path):
     ("exec:*true --crash-here*", "subprocess.run(['true', '--crash-here'])"),
 ])
 def test_a_crash_point_kills_the_whole_process_group_where_named(tmp_path, wanted, code):
-    script = ("import os, subprocess, sys\nfrom tasks import runlock\nrunlock.install_crash_hook()\n"
+    script = ("import os, subprocess, sys\nfrom tasks.run import runlock\nrunlock.install_crash_hook()\n"
               "child = subprocess.Popen(['sleep', '300'])\nprint(child.pid, flush=True)\n"
               "open(sys.argv[1] + '/other.json', 'w').close()\n"
               f"{code}\nprint('survived', flush=True)\n")
@@ -157,7 +158,7 @@ def test_a_crash_point_kills_the_whole_process_group_where_named(tmp_path, wante
 
 
 def test_without_a_matching_point_nothing_happens(tmp_path):
-    script = ("import sys\nfrom tasks import runlock\nrunlock.install_crash_hook()\n"
+    script = ("import sys\nfrom tasks.run import runlock\nrunlock.install_crash_hook()\n"
               "runlock.crash_point('elsewhere')\nopen(sys.argv[1] + '/x', 'w').close()\nprint('survived')\n")
     result = subprocess.run([sys.executable, "-c", script, str(tmp_path)], cwd=REPO, capture_output=True,
                             text=True, env={**os.environ, runlock.CRASH_ENV: "point:here"})
@@ -192,7 +193,7 @@ def test_the_real_doit_waits_for_a_run_of_the_same_project_but_list_does_not(pro
     info = project.doit("info", "secrets")  # exit 1: the task would run
     assert "status     : run" in info.stdout and "Traceback" not in info.stderr
     assert not project.dep_file.parent.exists(), "a read-only command created doit's state directory"
-    holder = _python(f"from tasks import runlock\nrunlock.acquire({str(project.dep_file)!r})\n"
+    holder = _python(f"from tasks.run import runlock\nrunlock.acquire({str(project.dep_file)!r})\n"
                      "print('held', flush=True)\nimport time\ntime.sleep(120)\n")
     assert holder.stdout.readline().strip() == "held"
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 from concurrent.futures import ThreadPoolExecutor
 
@@ -24,7 +25,9 @@ def test_first_run_creates_0600_file_and_next_run_reuses_it(project):
     assert stat.S_IMODE(project.secrets_file.parent.stat().st_mode) == 0o700
     values = _values(project)
     assert set(values) == {"proxy_secret_token", "hub_cookie_secret", "db_root_password"}
-    assert all(len(v) == 64 and int(v, 16) >= 0 for v in values.values())
+    # 32 random bytes each, as lowercase hex; three separate draws, not one value three times
+    assert all(re.fullmatch(r"[0-9a-f]{64}", v) for v in values.values()), "not 64 hex digits"
+    assert len(set(values.values())) == 3
 
     os.remove(project.dep_file)  # even with doit's state gone, the secrets stay the same
     project.doit("secrets", check=True)
@@ -59,7 +62,7 @@ def test_ldap_bind_password_is_never_generated(project):
                   "    user_search_base: ou=people,dc=example,dc=edu\n")
     result = project.doit("secrets")
     assert result.returncode != 0
-    assert "CLASSTOOLS_LDAP_BIND_PASSWORD" in result.stdout
+    assert "CLASSTOOLS_LDAP_BIND_PASSWORD" in result.stdout + result.stderr
     assert "ldap_bind_password" not in _values(project)
 
     ok = project.doit("secrets", env=project.env(CLASSTOOLS_LDAP_BIND_PASSWORD="s3cret-bind"))

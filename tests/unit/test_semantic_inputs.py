@@ -9,8 +9,8 @@ import textwrap
 
 import pytest
 
-from tasks.config import load
-from tasks.inputs import config_inputs, digest
+from tasks.checks import config_inputs, digest
+from tasks.config.loader import load
 from tests.conftest import REPO
 
 COURSES = """\
@@ -121,8 +121,8 @@ def test_memory_edit_touches_only_resources(project):
 
 DODO = textwrap.dedent('''
     import os
-    from tasks.config import load
-    from tasks.inputs import config_inputs
+    from tasks.config.loader import load
+    from tasks.checks import config_inputs
 
     CONFIG = load()
     DOIT_CONFIG = {"dep_file": os.environ["CLASSTOOLS_DEP_FILE"], "backend": "json"}

@@ -10,8 +10,8 @@ import sys
 import pytest
 from doit.dependency import Dependency, JSONCodec, JsonDB
 
-from tasks import runlock, statefile
-from tasks.statefile import CrashSafeJsonDB
+from tasks.run import runlock, statefile
+from tasks.run.statefile import CrashSafeJsonDB
 
 
 def _db(path) -> CrashSafeJsonDB:
@@ -109,7 +109,7 @@ def test_a_kill_at_any_point_of_a_write_leaves_the_old_state_or_the_new(tmp_path
     old = _db(path)
     old.set("a", "k", "old")
     old.dump()
-    script = (f"from doit.dependency import JSONCodec\nfrom tasks.statefile import CrashSafeJsonDB\n"
+    script = (f"from doit.dependency import JSONCodec\nfrom tasks.run.statefile import CrashSafeJsonDB\n"
               f"db = CrashSafeJsonDB({str(path)!r}, codec=JSONCodec())\n"
               "db.set('a', 'k', 'new' * 10000)\ndb.dump()\n")
     result = subprocess.run([sys.executable, "-c", script], env={**os.environ, runlock.CRASH_ENV: f"point:{point}"},

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.datasets import kind
-from tasks.formats import FORMATS, control_characters
-from tasks.imagespec import requirements_file
+from tasks.config.formats import FORMATS, control_characters
+from tasks.config.model import source_kind as kind
+from tasks.images.spec import requirements_file
 
 PIP_ACCEPTED = [
     "altair", "altair>=5", "altair >= 5, < 6", "pandas[excel,performance]==2.2.*", "scikit-learn~=1.5",
@@ -79,6 +79,7 @@ def test_git_urls_refused(value):
     ("data@2024/flights", "local"),           # git reads this as a path too: no colon before the slash
     ("--upload-pack=x@y;touch /tmp/owned;", "local"),
     ("/srv/data/x:y", "local"),
+    ("data/2024:spring/flights", "local"),    # a colon after the first slash: still a path
 ])
 def test_source_kind_follows_gits_rule(source, expected_kind):
     assert kind(source) == expected_kind

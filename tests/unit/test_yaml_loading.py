@@ -9,10 +9,10 @@ import threading
 import pytest
 from cerberus import errors
 
-from tasks import yamldoc
-from tasks.datasets import DatasetError, identity, stage
-from tasks.validation import Problems, check_file
-from tasks.yamldoc import YamlError, load_text, read_limited
+from tasks.config import yamldoc
+from tasks.config.validation import Problems, check_file
+from tasks.config.yamldoc import YamlError, load_text, read_limited
+from tasks.data.sources import DatasetError, fetch_into, identity
 
 
 def test_anchors_and_merge_keys_still_work_within_the_budget():
@@ -143,7 +143,7 @@ def test_git_never_reads_a_source_as_an_option(tmp_path, operation):
         if operation == "identity":
             identity(source)
         else:
-            stage(source, tmp_path / "data", "git:0")
+            fetch_into(source, tmp_path / "data", "git:0")
     assert not marker.exists()
 
 
@@ -157,6 +157,6 @@ def test_git_sources_still_work(tmp_path):
     source = f"file://{repo}"
 
     commit = identity(source)
-    stage(source, tmp_path / "data", commit)
+    fetch_into(source, tmp_path / "data", commit)
 
     assert (tmp_path / "data" / "flights.csv").read_text() == "a,b\n"

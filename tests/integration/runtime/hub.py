@@ -61,7 +61,6 @@ import yaml
 
 from tests.conftest import Project
 
-
 REPO = Path(__file__).resolve().parents[3]
 # The tree the harness takes config/, helm/, images/, dodo.py and tasks/ from: the
 # checkout itself, or (CLASSTOOLS_RUNTIME_SOURCE) an exported older commit, to show
@@ -156,13 +155,13 @@ def package(project: ClassroomProject) -> Path:
 # Runs in SOURCE's tasks (a subprocess: the project's env, its own secrets file).
 _RELEASE_VALUES = r"""
 import json, sys
-from tasks import config as classroom_config
+from tasks.config import loader as classroom_config
 config = classroom_config.load()
-from tasks import release
+from tasks.release import factory as release
 if hasattr(release, "hub_release_values"):
     public, secret = release.hub_release_values(config)
 else:  # the release module before hub_release_values: the same two documents, by hand
-    from tasks import releasespec
+    from tasks.release import spec as releasespec
     db = json.load(open(sys.argv[1]))["image:db"]["_values_:"]["ref"]
     public, secret = releasespec.release_values(config, db), release._secret_values(config)
 json.dump({"public": public, "secret": secret}, sys.stdout)

@@ -740,6 +740,7 @@ class RuntimePods:
         """`user`'s running server (started on first use) from KubeSpawner's manifest."""
         if user not in self.servers:
             from tests.integration.runtime import spawn
+
             # the server's JUPYTERHUB_API_TOKEN: a token of the user made by this running hub
             manifest = spawn.pod_manifest(self.hub, user, api_token=self.token(user))
             self.servers[user] = Server(user, self.run(manifest), manifest).wait_ready()

@@ -1,0 +1,1 @@
+"""Trees of files as task inputs: which files count (ignore rules) and whether any changed since the last run."""

@@ -1,0 +1,1 @@
+"""Release stage: the helm releases (what values they get, pure; deploying and checking them; rendering)."""
