@@ -4,8 +4,9 @@
 For each module given, copies the project (the files git tracks or would
 track: no .venv, .dev, .classroom, state) into a scratch directory, lets
 mutmut mutate that one module, runs the unit tests that use it (the files of
-tests/unit that import it: no integration test, no service; unit tests that
-run doit in a subprocess cannot see mutmut's mutants anyway), and prints
+tests/unit that import it: no integration test, no service; a test's doit
+in a subprocess cannot see mutmut's mutants, so benchmarks/mutation_plugin.py
+skips those), and prints
 killed/total per module as a Markdown table.  The working tree is never
 touched: mutmut writes its mutants/ in the scratch copy.
 
@@ -30,6 +31,9 @@ from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+PLUGIN = Path(__file__).with_name("mutation_plugin.py")
+# one item a line: mutmut reads this setting as a list of lines, each one pytest argument
+PYTEST_ARGS = ("-p", "no:cacheprovider", "-q", "-m", "not integration", "-p", PLUGIN.stem)
 KILLED_EXIT_CODES = {1, 3}             # mutmut.stats: a failing test (3: pytest's internal error)
 TIMEOUT_EXIT_CODES = {36, -24, 24, 152, 255}
 
@@ -44,6 +48,7 @@ def scratch_copy(target: Path):
     for name in project_files():
         (target / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / name, target / name)
+    shutil.copy2(PLUGIN, target / PLUGIN.name)  # at the top, where pytest's `-p` finds it
 
 
 def unit_tests_of(module: str) -> list[str]:
@@ -60,12 +65,14 @@ def unit_tests_of(module: str) -> list[str]:
 
 def setup_cfg(module: str, top_level: list[str]) -> str:
     package = module.split("/", 1)[0]
-    also_copy = "\n    ".join(sorted(p for p in top_level if p not in (package, "tests", "setup.cfg")))
+    also_copy = "\n    ".join(sorted(p for p in top_level + [PLUGIN.name] if p not in (package, "tests", "setup.cfg")))
     tests = "\n    ".join(unit_tests_of(module))
+    pytest_args = "\n    ".join(PYTEST_ARGS)
     return f"""[mutmut]
 source_paths = {package}/
 only_mutate = {module}
-pytest_add_cli_args = -p no:cacheprovider -q -m "not integration"
+pytest_add_cli_args =
+    {pytest_args}
 pytest_add_cli_args_test_selection =
     {tests}
 also_copy =

@@ -163,10 +163,10 @@ def package_chart(config, notebook=None, db=None):
 
     version, files = packaged_files(config, {"notebook": notebook, "db": db}, upstream)
     with tempfile.TemporaryDirectory(prefix="classtools-chart-") as tmp:
-        staged = Path(tmp) / CHART_NAME
-        write_tree(staged, [], files)
-        helm.lint(staged)
-        helm.package(staged, Path(tmp) / "helm-package")  # helm's own checks, e.g. dependencies
+        unpacked = Path(tmp) / CHART_NAME
+        write_tree(unpacked, [], files)
+        helm.lint(unpacked)
+        helm.package(unpacked, Path(tmp) / "helm-package")  # helm's own checks, e.g. dependencies
 
     data = chartspec.archive(files, CHART_NAME)
     path = output_dir(config) / f"{CHART_NAME}-{version}.tgz"

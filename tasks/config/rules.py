@@ -149,8 +149,8 @@ def _ldap_port_rule(doc, yaml_doc, problems):
     if _get(doc, "auth", "type") != "ldap":
         return
     port, strategy = _get(doc, "auth", "ldap", "port"), _get(doc, "auth", "ldap", "tls_strategy")
-    if strategy not in _WRONG_PORT or isinstance(port, bool):
-        return
+    if not isinstance(strategy, str) or strategy not in _WRONG_PORT or isinstance(port, bool):
+        return  # a wrong type: the schema has said so
     wrong, why = _WRONG_PORT[strategy]
     if port == wrong:
         problems.add("classroom.yaml", yaml_doc, ("auth", "ldap", "port"), found(port),

@@ -102,7 +102,7 @@ class Matcher:
 
 def _sendable(path: str) -> bool:
     """A regular file or a link: a FIFO, socket or device is never sent (reading one could
-    block forever or never end), as the engine stages only what this module lists."""
+    block forever or never end), as the engine sends only what this module lists."""
     try:
         mode = os.lstat(path).st_mode
     except OSError:

@@ -151,7 +151,7 @@ def _build(config, spec, files, generated, parent_ref, ref, platform, engine, re
             (context / "classroom" / "datasets").mkdir(parents=True, exist_ok=True)
         if remote:
             _fetch_remote_datasets(context, remote, json.loads(generated["classroom/datasets-remote.json"]), engine)
-        runlock.crash_point(f"image:{spec.name}:staged")
+        runlock.crash_point(f"image:{spec.name}:context-written")
         return engine.build(spec.name, context, ref, imagespec.build_args(config, spec, parent_ref),
                             platform, secrets, _logger(spec))
 

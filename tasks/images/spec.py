@@ -28,7 +28,7 @@ class ImageSpec(NamedTuple):  # not a dataclass: building one costs ~2 ms at eac
     parent: str | None = None           # our own image it is built FROM (by its content tag)
     upstream: str | None = None         # an upstream image it is built FROM (config value)
     config_keys: tuple = ()             # config values it reads: a change re-runs its task
-    shared: tuple = ()                  # sibling dirs staged into the context under their name
+    shared: tuple = ()                  # sibling dirs copied into the context under their name
     bakes_courses: bool = False
     bakes_datasets: bool = False
 

@@ -8,7 +8,7 @@
   does only what is left. Refusing would make every CI retry or second terminal
   fail for no reason. The kernel drops an flock when its holder dies, kill -9
   included, so a lock is never stale.
-- **Scratch**: each run's temporary files (build contexts, staged charts,
+- **Scratch**: each run's temporary files (build contexts, charts to lint,
   anything helm or docker make under TMPDIR) live in one directory,
   `$TMPDIR/classtools-run-<pid>.<start time>`; the run removes it when it ends,
   and the next run removes those whose process is gone (killed).

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.config import load
-from tasks.formats import ldap_port
+from tasks.config.formats import ldap_port
+from tasks.config.loader import ConfigError, load, validate
 
 COURSE = """courses:
   - name: intro
@@ -419,6 +419,34 @@ def test_bad_input_is_refused_with_exact_lines(project, files, expected):
     assert result.stdout == ""
     assert not project.dep_file.exists(), "a refused config must not create doit state"
     assert not project.secrets_file.exists()
+
+
+@pytest.mark.parametrize("files,expected", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_gives_the_same_lines_in_process(project, monkeypatch, files, expected):
+    """The same contract without the subprocess: what dodo.py's validation raises, line for line.
+
+    (The doit run above cannot see a change made to the validator inside the test
+    process, e.g. by mutation testing; this one can.)"""
+    for name, text in files.items():
+        path = project.config / name
+        if text is None:
+            path.unlink()
+        elif isinstance(text, bytes):
+            path.write_bytes(text)
+        else:
+            path.write_text(text, encoding="utf-8")
+    for name, value in project.env().items():  # doit's environment: private state and secrets paths
+        if name.startswith("CLASSTOOLS_"):
+            monkeypatch.setenv(name, value)
+    monkeypatch.delenv("CLASSTOOLS_BACKEND", raising=False)
+    monkeypatch.chdir(project.root)  # as doit runs: paths show as config/...
+
+    with pytest.raises(ConfigError) as refused:
+        validate(project.config)
+
+    assert refused.value.messages == [line.replace("{root}", str(project.root)) for line in expected]
+    assert refused.value.count == len(expected)
+    assert not project.dep_file.exists()
 
 
 # What the refusals above must not catch: JupyterHub's own units, ports by strategy, a search

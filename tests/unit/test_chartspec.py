@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks import chartspec, contract, releasespec
-from tasks.chart_repo import ChartRepoError, DirectoryRepository, merge_index
+from tasks import contract
+from tasks.chart import spec as chartspec
+from tasks.chart.repo import ChartRepoError, DirectoryRepository, merge_index
+from tasks.release import spec as releasespec
 
 SOURCES = {
     "Chart.yaml": b"apiVersion: v2\nname: classroom\nversion: 0.1.0\ndependencies:\n"
@@ -58,6 +60,98 @@ def test_archive_is_byte_identical_and_readable():
     with tarfile.open(fileobj=io.BytesIO(first), mode="r:gz") as tar:
         names = tar.getnames()
         assert names == sorted(names) and all(n.startswith("classroom/") for n in names)
+        assert {m.mtime for m in tar.getmembers()} == {chartspec.FIXED_MTIME}
+
+
+def test_archive_has_fixed_owners_modes_and_no_gzip_timestamp():
+    data = chartspec.archive({"b.txt": b"bee", "a/c.yaml": b"x: 1\n"}, "classroom")
+    # RFC 1952 header: magic, deflate; FLG 0 (no file name); MTIME 0 (no time); XFL 2 (best compression)
+    assert data[:4] == b"\x1f\x8b\x08\x00" and data[4:8] == b"\x00" * 4 and data[8] == 2
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        assert [(m.name, m.mode, m.uid, m.gid, m.uname, m.gname, m.isfile(), m.size) for m in tar.getmembers()] == [
+            ("classroom/a/c.yaml", 0o644, 0, 0, "", "", True, 5), ("classroom/b.txt", 0o644, 0, 0, "", "", True, 3)]
+        assert tar.extractfile("classroom/b.txt").read() == b"bee"
+        assert tar.extractfile("classroom/a/c.yaml").read() == b"x: 1\n"
+
+
+@pytest.mark.parametrize("base", ["1.2.3", "1.2.3-rc.1", "1.2.3-rc-1", "1.2.3+build.5", "1.2.3-rc.1+build.5"])
+def test_version_keeps_only_the_core_of_the_source_version(base):
+    version = chartspec.chart_version(base, SOURCES, VALUES, "4.4.0", "d" * 64)
+    assert version.startswith("1.2.3-c") and len(version) == len("1.2.3-c") + 12
+
+
+def test_version_does_not_depend_on_the_order_of_keys():
+    assert _version(values={"b": 1, "a": {"y": 1, "x": 2}}) == _version(values={"a": {"x": 2, "y": 1}, "b": 1})
+
+
+def test_written_files_keep_the_order_of_their_sources():
+    files = chartspec.chart_files(SOURCES, "0.1.0-cabc", "4.4.0", {"zeta": 1, "alpha": 2}, ("d.tgz", b""))
+    assert list(yaml.safe_load(files["Chart.yaml"])) == ["apiVersion", "name", "version", "dependencies"]
+    assert list(yaml.safe_load(files["values.yaml"])) == ["classroom", "jupyterhub", "zeta", "alpha"]
+    assert chartspec.dump_values({"b": 1, "a": "n"}) == b"b: 1\na: 'n'\n"  # helm reads a bare n as false
+
+
+def test_a_chart_without_values_gets_just_the_packaged_ones():
+    sources = {k: v for k, v in SOURCES.items() if k != "values.yaml"}
+    files = chartspec.chart_files(sources, "0.1.0-cabc", "4.4.0", {"a": {"b": 1}}, ("d.tgz", b""))
+    assert yaml.safe_load(files["values.yaml"]) == {"a": {"b": 1}}
+
+
+def test_no_privileged_iptables_container_in_student_pods():
+    assert _packaged()["jupyterhub"]["singleuser"]["cloudMetadata"] == {"blockWithIptables": False}
+
+
+def test_index_entry_is_what_helm_repo_index_writes():
+    chart = {"apiVersion": "v2", "name": "classroom", "version": "0.1.0-c1", "appVersion": "5.5.0",
+             "description": "A classroom", "type": "application", "keywords": ["jupyter"], "home": "https://h",
+             "dependencies": [{"name": "jupyterhub", "version": "4.4.0"}], "maintainers": [{"name": "x"}]}
+    files = {"Chart.yaml": yaml.safe_dump(chart).encode()}
+    entry = chartspec.index_entry(files, "f" * 64, "https://x/classroom-0.1.0-c1.tgz", "2026-11-28T00:00:00Z")
+    assert entry == {**{k: v for k, v in chart.items() if k != "maintainers"}, "created": "2026-11-28T00:00:00Z",
+                     "digest": "f" * 64, "urls": ["https://x/classroom-0.1.0-c1.tgz"]}
+    minimal = chartspec.index_entry({"Chart.yaml": b"apiVersion: v2\nname: c\nversion: 1.0.0\n"}, "d", "u", "t")
+    assert minimal == {"apiVersion": "v2", "name": "c", "version": "1.0.0", "created": "t", "digest": "d",
+                       "urls": ["u"]}
+
+
+# The chart's archive from the real chart sources, packaged values and version: run in a fresh
+# interpreter each time, so nothing of one process (hash seed, clock, time zone, umask) is shared.
+_ARCHIVE_SCRIPT = """
+import os, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+os.umask(int(sys.argv[2], 8))
+from tests.unit.test_chartspec import IMAGES, _config
+from tasks.chart import spec as chartspec
+root = Path(sys.argv[1]) / "helm" / "classroom"
+sources = {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+values = chartspec.packaged_values(_config(), IMAGES)
+version = chartspec.chart_version("0.1.0", sources, values, "4.4.0", "d" * 64)
+files = chartspec.chart_files(sources, version, "4.4.0", values, ("jupyterhub-4.4.0.tgz", b"dependency"))
+sys.stdout.buffer.write(chartspec.archive(files, "classroom"))
+"""
+
+
+def test_archive_is_the_same_from_separate_processes_at_different_times():
+    import os
+    import subprocess
+    import sys
+    import time
+    repo = Path(__file__).resolve().parents[2]
+
+    def build(hash_seed, time_zone, umask):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed, "TZ": time_zone}
+        return subprocess.run([sys.executable, "-c", _ARCHIVE_SCRIPT, str(repo), umask], env=env,
+                              capture_output=True, check=True).stdout
+
+    first = build("1", "UTC", "022")
+    time.sleep(1.5)  # a later second: a timestamp anywhere in the archive would differ
+    second = build("2", "Pacific/Kiritimati", "077")
+
+    assert first[:2] == b"\x1f\x8b" and len(first) > 1000  # a gzip stream with the chart in it
+    assert first == second
+    with tarfile.open(fileobj=io.BytesIO(first), mode="r:gz") as tar:
+        assert "classroom/Chart.yaml" in tar.getnames()
         assert {m.mtime for m in tar.getmembers()} == {chartspec.FIXED_MTIME}
 
 
@@ -108,7 +202,7 @@ COURSES = [{"name": "ds-101", "title": "Data science", "instructors": ["prof"], 
 
 
 def _config(storage="storage_class"):
-    from tasks.config import Config
+    from tasks.config.loader import Config
     classroom = {"exchange": {"storage": storage, "storage_class": "standard-rwx", "size": "20Gi"}}
     return Config(directory=Path("/nonexistent/config"), classroom=classroom, courses=copy.deepcopy(COURSES),
                   datasets=[])
@@ -242,7 +336,7 @@ def _paths(values, prefix=()):
 
 def test_no_list_is_set_by_both_the_package_and_the_release(project):
     """helm replaces lists: a list set in both places would silently lose the packaged one."""
-    from tasks.config import load
+    from tasks.config.loader import load
     packaged = {path for path, value in _paths(_packaged()) if isinstance(value, list)}
     variants = ["profile: local\n", """hub: {domain: h.example.edu, tls: {mode: ingress, email: a@example.edu}}
 auth:
