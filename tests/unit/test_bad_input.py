@@ -396,8 +396,8 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("files,expected", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_input_is_refused_with_exact_lines(project, files, expected):
+def _write_config(project, files: dict):
+    """Each config file as the case gives it: text, bytes, or None for a file removed."""
     for name, text in files.items():
         path = project.config / name
         if text is None:
@@ -406,6 +406,11 @@ def test_bad_input_is_refused_with_exact_lines(project, files, expected):
             path.write_bytes(text)
         else:
             path.write_text(text, encoding="utf-8")
+
+
+@pytest.mark.parametrize("files,expected", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_is_refused_with_exact_lines(project, files, expected):
+    _write_config(project, files)
 
     result = project.doit("list")
 
@@ -427,14 +432,7 @@ def test_bad_input_gives_the_same_lines_in_process(project, monkeypatch, files, 
 
     (The doit run above cannot see a change made to the validator inside the test
     process, e.g. by mutation testing; this one can.)"""
-    for name, text in files.items():
-        path = project.config / name
-        if text is None:
-            path.unlink()
-        elif isinstance(text, bytes):
-            path.write_bytes(text)
-        else:
-            path.write_text(text, encoding="utf-8")
+    _write_config(project, files)
     for name, value in project.env().items():  # doit's environment: private state and secrets paths
         if name.startswith("CLASSTOOLS_"):
             monkeypatch.setenv(name, value)
