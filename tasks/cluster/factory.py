@@ -45,6 +45,16 @@ def identity(config) -> dict:
     return {"server": server, "kube_system_uid": uid}
 
 
+def identity_if_known(config) -> dict:
+    """`identity`, or {} when the cluster cannot say: for a task's result (`doit info`), which
+    must not fail a task whose work is done."""
+    from tasks import kube
+    try:
+        return identity(config)
+    except kube.KubeError:
+        return {}
+
+
 def _labelled_nodes(config) -> list[str]:
     from tasks import kube
     return kube.kubectl("get", "nodes", "-l", config.classroom["hub"]["node_label"], "-o", "name",
@@ -104,11 +114,7 @@ def label_hub_node(config):
         raise ClassroomError("the cluster has no nodes")
     kube.kubectl("label", "--", nodes[0], label, context=context(config))
     print(f"cluster:hub-node: labelled {nodes[0]} {label}")
-    try:
-        where = identity(config)
-    except kube.KubeError:
-        where = {}
-    return {"node": nodes[0], **where}
+    return {"node": nodes[0], **identity_if_known(config)}
 
 
 def reserve_ip(config):

@@ -30,7 +30,7 @@ from typing import NamedTuple
 from doit.dependency import UptodateCalculator
 
 from tasks import contract
-from tasks.cluster.factory import check_cluster, print_plan
+from tasks.cluster.factory import check_cluster, identity_if_known, print_plan
 from tasks.errors import ClassroomError, action
 from tasks.release import spec as releasespec
 
@@ -223,8 +223,6 @@ def chart_source(published) -> tuple[str, str, str]:
 
 
 def deploy_jupyterhub(config, published=None, ip=None):
-    from tasks import kube
-
     if not published or "version" not in published:
         print(f"release:jupyterhub: skipped: no chart was published "
               f"({(published or {}).get('skipped', 'run chart:publish first')})")
@@ -244,12 +242,8 @@ def deploy_jupyterhub(config, published=None, ip=None):
     else:
         state = "hub health not probed (cluster.health_probe: false)"
     print(f"release:jupyterhub: {release} in {namespace} runs {published['chart']} {published['version']}; {state}")
-    from tasks.cluster.factory import identity
-    try:  # which cluster, for `doit info` (the up-to-date check asks the cluster itself)
-        where = identity(config)
-    except kube.KubeError:
-        where = {}
-    return {"chart_version": published["version"], "namespace": namespace, **where}
+    # which cluster, for `doit info` (the up-to-date check asks the cluster itself)
+    return {"chart_version": published["version"], "namespace": namespace, **identity_if_known(config)}
 
 
 def _probe(namespace: str, context: str):
