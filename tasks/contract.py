@@ -38,6 +38,9 @@ DB_NAME = "student"
 NOTEBOOK_UID = 1000                              # z2jh's singleuser.uid: every user and grader
 USERS_GID = 100                                  # z2jh's singleuser.fsGid
 GRADER_PORT = 8888
+# Every grader pod carries this label (value "true"): the hub's and the proxy's
+# NetworkPolicies reach the graders by it, and the graders admit only them.
+GRADER_POD_LABEL = "classroom.jupyter.org/grader"
 TLS_SECRET = "classroom-tls"                     # cert-manager's certificate of the hub (TLS mode ingress)
 
 # Datasets: each one at DATA_DIR/<name>, in the local image (baked in) and in every student
@@ -119,6 +122,7 @@ def chart_names(courses: list[str]) -> dict:
         "notebookUid": NOTEBOOK_UID,
         "usersGid": USERS_GID,
         "graderPort": GRADER_PORT,
+        "graderPodLabel": GRADER_POD_LABEL,
         "userServiceAccount": USER_SERVICE_ACCOUNT,
         "gcsfuseAnnotation": GCSFUSE_ANNOTATION,
         "graders": {course: {"service": grader_service(course), "user": grader_user(course),

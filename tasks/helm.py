@@ -32,7 +32,49 @@ def binary() -> str:
     return found
 
 
+# The classroom chart sets z2jh's singleuser.cmd to null so that the notebook image's own
+# CMD (classroom-start) runs. helm before 3.17.1 keeps a subchart's default despite a
+# parent's null (helm/helm#12637, fixed by #12879 and #13654): students' servers would
+# start without classroom-start, silently. helm 4.2.0 brought the fault back for
+# subcharts without a condition (helm/helm#32132, open at 4.2.4).
+MINIMUM_VERSION = (3, 17, 1)
+BROKEN_VERSIONS = ((4, 2, 0), (4, 2, 4))  # first and last release known to ignore the null
+
+
+@functools.lru_cache(maxsize=None)
+def version() -> tuple[int, int, int]:
+    try:
+        text = subprocess.run([binary(), "version", "--short"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise HelmError(f"cannot run {binary()} version: {exc}") from None
+    match = re.search(r"v(\d+)\.(\d+)\.(\d+)", text)
+    if not match:
+        raise HelmError(f"cannot tell the helm version from {text.strip()!r}")
+    return tuple(int(part) for part in match.groups())
+
+
+def supported(found: tuple[int, int, int]) -> str:
+    """"" when Class Tools may use helm FOUND, else why not (one line)."""
+    shown = "v" + ".".join(map(str, found))
+    if found < MINIMUM_VERSION:
+        return (f"helm {shown} is too old: Class Tools needs v{'.'.join(map(str, MINIMUM_VERSION))} or newer "
+                "(older helm keeps z2jh's singleuser.cmd despite the chart's null, so students' servers "
+                "would start without classroom-start)")
+    first, last = BROKEN_VERSIONS
+    if first <= found <= last:
+        return (f"helm {shown} ignores a chart's null for a subchart's default (helm/helm#32132), so "
+                "students' servers would start without classroom-start: use helm 4.1 or a fixed release")
+    return ""
+
+
+def require_supported() -> None:
+    problem = supported(version())
+    if problem:
+        raise HelmError(f"{problem}; found {binary()}")
+
+
 def run(*args, timeout=300, check=True) -> subprocess.CompletedProcess:
+    require_supported()
     try:
         result = subprocess.run([binary(), *args], capture_output=True, text=True, timeout=timeout,
                                 pass_fds=inherited_fds(args))
@@ -65,13 +107,8 @@ def pull(repository: str, name: str, version: str, destination: Path, timeout=60
     return destination / f"{name}-{version}.tgz"
 
 
-@functools.lru_cache(maxsize=None)
 def major() -> int:
-    text = run("version", "--short").stdout
-    match = re.search(r"v(\d+)\.", text)
-    if not match:
-        raise HelmError(f"cannot tell the helm version from {text.strip()!r}")
-    return int(match.group(1))
+    return version()[0]
 
 
 def upgrade_flags(timeout_seconds: int) -> list[str]:

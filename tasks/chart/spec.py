@@ -200,7 +200,9 @@ def packaged_values(config, images: dict) -> dict:
                         for c in config.courses],
         },
         "jupyterhub": {
-            "hub": {"services": grader_services(courses), "loadRoles": grader_roles(courses)},
+            "hub": {"services": grader_services(courses), "loadRoles": grader_roles(courses),
+                    "networkPolicy": {"egress": [grader_egress()]}},
+            "proxy": {"chp": {"networkPolicy": {"egress": [grader_egress()]}}},
             "singleuser": {
                 "image": _image(notebook_ref),
                 # Keep the image's CMD (classroom-start jupyterhub-singleuser): z2jh's
@@ -220,6 +222,14 @@ def packaged_values(config, images: dict) -> dict:
             },
         },
     }
+
+
+def grader_egress() -> dict:
+    """The hub (which checks its services) and the proxy (which routes /services/<course>/)
+    reach the graders by pod selector. z2jh's own egress to private addresses is an
+    ipBlock, which Cilium (GKE Dataplane V2) does not match against pod addresses."""
+    return {"to": [{"podSelector": {"matchLabels": {contract.GRADER_POD_LABEL: "true"}}}],
+            "ports": [{"port": contract.GRADER_PORT, "protocol": "TCP"}]}
 
 
 def chart_files(sources: dict[str, bytes], version: str, dependency_version: str,

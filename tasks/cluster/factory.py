@@ -109,12 +109,22 @@ def label_hub_node(config):
     if labelled:
         print(f"cluster:hub-node: {labelled[0]} already has {label}")
         return {"node": labelled[0]}
-    nodes = kube.kubectl("get", "nodes", "-o", "name", context=context(config)).stdout.split()
+    import json
+
+    from tasks.release import spec
+    nodes = json.loads(kube.kubectl("get", "nodes", "-o", "json", context=context(config)).stdout)["items"]
     if not nodes:
         raise ClassroomError("the cluster has no nodes")
-    kube.kubectl("label", "--", nodes[0], label, context=context(config))
-    print(f"cluster:hub-node: labelled {nodes[0]} {label}")
-    return {"node": nodes[0], **identity_if_known(config)}
+    chosen = spec.hub_node(nodes, config)
+    if chosen is None:
+        pool = config.classroom["cluster"]["node_pool"]
+        raise ClassroomError(
+            f"no node of the cluster can run the hub: each is cordoned, lacks the node pool's label "
+            f"({pool['label'] or 'none set'}) or has a taint the classroom does not tolerate "
+            f"(cluster.node_pool.taint: {pool['taint'] or 'none set'})")
+    kube.kubectl("label", "--", f"node/{chosen}", label, context=context(config))
+    print(f"cluster:hub-node: labelled node/{chosen} {label}")
+    return {"node": f"node/{chosen}", **identity_if_known(config)}
 
 
 def reserve_ip(config):

@@ -242,6 +242,12 @@ FORMATS: dict[str, Format] = {
         _pattern(r"(?:" + _LABEL + r"(?:\." + _LABEL + r")*/)?[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
                  r"=(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?"),
         "a Kubernetes node label KEY=VALUE such as hub-node=true"),
+    "node_taint": Format(
+        _pattern(r"(?:" + _LABEL + r"(?:\." + _LABEL + r")*/)?[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+                 r"(?:=(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?)?"
+                 r":(?:NoSchedule|PreferNoSchedule|NoExecute)"),
+        "a Kubernetes node taint KEY=VALUE:EFFECT such as dedicated=classroom:NoSchedule "
+        "(EFFECT: NoSchedule, PreferNoSchedule or NoExecute)"),
     "platform": Format(
         _pattern(r"linux/(?:amd64|arm64|arm/v7|arm/v6|ppc64le|s390x|386|riscv64)"),
         "a build platform such as linux/amd64 or linux/arm64"),
@@ -271,7 +277,7 @@ FORMATS: dict[str, Format] = {
         "a kube context name (not starting with '-')"),
     "chart_version": Format(
         _pattern(r"v?(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?"),
-        "a chart version such as v1.16.2 or 1.16.2"),
+        "a chart version such as v1.21.1 or 1.21.1"),
     # passed as BuildKit's `--secret id=ca_bundle,src=PATH`, a comma-separated (CSV) option
     "secret_file": Format(
         lambda v: _path(v) and not any(c in v for c in ',"'),

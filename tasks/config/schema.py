@@ -162,16 +162,30 @@ CLASSROOM = {
         # after a deploy, ask the hub's /hub/health through the API server's service proxy
         # (false only where the API server cannot reach pods, e.g. a control plane with fake nodes)
         "health_probe": boolean(True),
+        # Dedicated nodes for the classroom: every pod of the release (hub, proxy, student
+        # servers, graders, the NFS server, z2jh's helpers) selects the label and tolerates
+        # the taint. "" = any node (hub.node_label still places the hub).
+        "node_pool": section({
+            "label": optional("node_label"),
+            "taint": optional("node_taint"),
+        }),
+        # A registry holding copies of z2jh's upstream images (a cluster without access to
+        # quay.io and registry.k8s.io): each is pulled as MIRROR/<its last path part>:<its tag>.
+        "image_mirror": optional("registry"),
+        # z2jh's pre-pull hook: before each upgrade, pull the notebook image onto every user
+        # node (so no student waits for it), which makes upgrades slower. It needs z2jh's
+        # k8s-image-awaiter image.
+        "pre_pull_hook": boolean(True),
         # hub.tls.mode: ingress only
         "ingress_chart": section({
             "repository": string("http_url", default="https://traefik.github.io/charts"),
             "name": string("dns_label", default="traefik"),
-            "version": string("semver", default="34.4.1"),
+            "version": string("semver", default="41.3.0"),
         }),
         "cert_manager_chart": section({
             "repository": string("http_url", default="https://charts.jetstack.io"),
             "name": string("dns_label", default="cert-manager"),
-            "version": string("chart_version", default="v1.16.2"),
+            "version": string("chart_version", default="v1.21.1"),
         }),
     }),
     "gcp": section({

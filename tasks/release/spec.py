@@ -56,6 +56,16 @@ _JupyterHub.init_groups = _load_groups_exactly
 """
 
 
+# JupyterHub 5.5's admin role (jupyterhub/roles.py) without access:servers,
+# access:services and tokens: an admin manages users, groups and servers but cannot open
+# a student's server or a course's grader, nor make a token to act as someone else.
+# admin:groups can still add the admin to a course's groups, which the hub records;
+# an admin is trusted to run the hub, not to be kept out of it.
+ADMIN_SCOPES = ("admin-ui", "admin:users", "admin:servers", "admin:services", "admin:groups", "list:services",
+                "read:services", "read:hub", "proxy", "shutdown", "read:roles", "read:metrics", "shares")
+ADMIN_DESCRIPTION = "Runs the hub: users, groups, servers; opens no one's server or grader"
+
+
 def admins(config) -> list[str]:
     """Hub admins: only auth.admin_users.  Instructors grade through their course's
     grader service; as admins they could open every student's server."""
@@ -147,7 +157,8 @@ def hub_config(config) -> dict:
     settings = {
         "JupyterHub": {
             "authenticator_class": auth["type"],  # z2jh's short names: "dummy", "ldap"
-            # z2jh defaults it to true: admins could open every student's server.
+            # Deprecated since JupyterHub 2 and without effect: what admins may do is the
+            # admin role's scopes (ADMIN_SCOPES). z2jh's values still set it to true.
             "admin_access": False,
             "load_groups": groups(config),
         },
@@ -279,6 +290,121 @@ def proxy_and_ingress(config, static_ip: str) -> dict:
     return {"proxy": proxy}
 
 
+# z2jh 4.4.0's own images, by the values path of each one's name, and the last part of
+# that name (what cluster.image_mirror holds it as). The notebook image is ours.
+UPSTREAM_IMAGES = {
+    ("hub", "image"): "k8s-hub",
+    ("proxy", "chp", "image"): "configurable-http-proxy",
+    ("proxy", "traefik", "image"): "traefik",
+    ("proxy", "secretSync", "image"): "k8s-secret-sync",
+    ("singleuser", "networkTools", "image"): "k8s-network-tools",
+    ("scheduling", "userScheduler", "image"): "kube-scheduler",
+    ("scheduling", "userPlaceholder", "image"): "pause",
+    ("prePuller", "hook", "image"): "k8s-image-awaiter",
+    ("prePuller", "pause", "image"): "pause",
+}
+# Every pod z2jh runs, by the values path of its pod settings, and the key of its own
+# tolerations there (z2jh adds scheduling.corePods/userPods.tolerations to these).
+Z2JH_PODS = {
+    ("hub",): "tolerations",
+    ("proxy", "chp"): "tolerations",
+    ("proxy", "traefik"): "tolerations",
+    ("singleuser",): "extraTolerations",
+    ("scheduling", "userScheduler"): "tolerations",
+    ("prePuller", "hook"): "tolerations",
+}
+
+
+def _nested(path: tuple, leaf: dict) -> dict:
+    for key in reversed(path):
+        leaf = {key: leaf}
+    return leaf
+
+
+def node_label(text: str) -> dict:
+    key, _, value = text.partition("=")
+    return {key: value}
+
+
+def toleration(taint: str) -> dict:
+    """The toleration of a node taint KEY[=VALUE]:EFFECT."""
+    key_value, _, effect = taint.rpartition(":")
+    key, has_value, value = key_value.partition("=")
+    if has_value:
+        return {"key": key, "operator": "Equal", "value": value, "effect": effect}
+    return {"key": key, "operator": "Exists", "effect": effect}
+
+
+def node_pool_values(config) -> dict:
+    """cluster.node_pool: every pod of the release on the pool's nodes (the hub also on
+    hub.node_label's): z2jh's pods, the image pullers, the graders and the NFS server."""
+    pool = config.classroom["cluster"]["node_pool"]
+    selector = node_label(pool["label"]) if pool["label"] else {}
+    tolerations = [toleration(pool["taint"])] if pool["taint"] else []
+    jupyterhub: dict = {}
+    classroom: dict = {}
+    for path, key in Z2JH_PODS.items():
+        settings = {}
+        if selector:
+            settings["nodeSelector"] = selector
+        if tolerations:
+            settings[key] = tolerations
+        if settings:
+            jupyterhub = contract.merge_values(jupyterhub, _nested(path, settings))
+    if tolerations:
+        # the continuous and hook pullers' DaemonSets
+        jupyterhub = contract.merge_values(jupyterhub, {"prePuller": {"extraTolerations": tolerations}})
+    for path in (("grader",), ("exchange", "nfs")):
+        settings = {}
+        if selector:
+            settings["nodeSelector"] = selector
+        if tolerations:
+            settings["tolerations"] = tolerations
+        if settings:
+            classroom = contract.merge_values(classroom, _nested(path, settings))
+    return {"jupyterhub": jupyterhub, "classroom": classroom}
+
+
+def tolerates(node: dict, config) -> bool:
+    """The classroom's pods may run on NODE: it takes new pods, carries the node pool's
+    label (if any), and every taint that keeps pods off (NoSchedule, NoExecute) is the
+    pool's. A Kubernetes Node object as `kubectl get nodes -o json` lists it."""
+    pool = config.classroom["cluster"]["node_pool"]
+    if node.get("spec", {}).get("unschedulable"):
+        return False
+    if pool["label"]:
+        (key, value), = node_label(pool["label"]).items()
+        if (node["metadata"].get("labels") or {}).get(key) != value:
+            return False
+    allowed = toleration(pool["taint"]) if pool["taint"] else None
+    for taint in node.get("spec", {}).get("taints") or []:
+        if taint.get("effect") == "PreferNoSchedule":
+            continue
+        if not allowed or taint.get("key") != allowed["key"] or taint.get("effect") != allowed["effect"]:
+            return False
+        if allowed["operator"] == "Equal" and taint.get("value", "") != allowed["value"]:
+            return False
+    return True
+
+
+def hub_node(nodes: list[dict], config) -> str | None:
+    """The node cluster:hub-node labels for the hub: the first by name the classroom may run on."""
+    fit = sorted(n["metadata"]["name"] for n in nodes if tolerates(n, config))
+    return fit[0] if fit else None
+
+
+def image_mirror_values(config) -> dict:
+    """cluster.image_mirror: z2jh's images from the mirror, each under its own tag."""
+    mirror = config.classroom["cluster"]["image_mirror"]
+    values: dict = {}
+    if mirror:
+        for path, name in UPSTREAM_IMAGES.items():
+            values = contract.merge_values(values, _nested(path, {"name": f"{mirror}/{name}"}))
+    if not config.classroom["cluster"]["pre_pull_hook"]:
+        values = contract.merge_values(values, {"prePuller": {"hook": {"enabled": False}}})
+    return values
+
+
 def hub_values(config, static_ip: str) -> dict:
     """The `jupyterhub:` values of the release (no secrets)."""
     c = config.classroom
@@ -292,7 +418,8 @@ def hub_values(config, static_ip: str) -> dict:
             "extraConfig": {"classroom-exact-groups": EXACT_GROUPS},
             # Exactly these users hold the admin role (JupyterHub revokes it from anyone
             # else, e.g. instructors who were admins before): admin_users alone only adds.
-            "loadRoles": {"admin": {"users": admins(config)}},
+            "loadRoles": {"admin": {"users": admins(config), "scopes": list(ADMIN_SCOPES),
+                                    "description": ADMIN_DESCRIPTION}},
         },
         "singleuser": {
             "startTimeout": c["hub"]["start_timeout"],
@@ -303,7 +430,9 @@ def hub_values(config, static_ip: str) -> dict:
         },
         "cull": {"enabled": culling["enabled"], "timeout": culling["timeout"], "every": culling["every"]},
     }
-    values.update(proxy_and_ingress(config, static_ip))
+    values = contract.merge_values(values, proxy_and_ingress(config, static_ip))
+    values = contract.merge_values(values, node_pool_values(config)["jupyterhub"])
+    values = contract.merge_values(values, image_mirror_values(config))
     return contract.merge_values(values, data_values(config))
 
 
@@ -315,6 +444,7 @@ def release_values(config, static_ip: str = "") -> dict:
     graders = grader_data(config)
     if graders:
         classroom["data"] = {"graders": graders}
+    classroom = contract.merge_values(classroom, node_pool_values(config)["classroom"])
     return {"jupyterhub": hub_values(config, static_ip), "classroom": classroom}
 
 

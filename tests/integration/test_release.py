@@ -195,6 +195,17 @@ def test_the_default_health_probe_fails_where_no_hub_answers_and_the_deploy_is_n
     assert _ran(deployed.doit(check=True)) == set()
 
 
+def test_a_helm_that_would_keep_z2jhs_cmd_is_refused_in_one_line(deployed):
+    """helm 3.8.1 keeps z2jh's singleuser.cmd under the chart's null (classroom-start would never
+    run): refused before it packages or deploys anything, in one line."""
+    (deployed.root / "helm" / "classroom" / "values.yaml").open("a").write("# an edit: package again\n")
+    result = deployed.doit(env=deployed.env(KUBE_DOUBLE_HELM_VERSION="v3.8.1+g5cb9af4"))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "Traceback" not in output
+    assert "helm v3.8.1 is too old: Class Tools needs v3.17.1 or newer" in output, output[-2000:]
+    assert not _ran(result) & {"release:jupyterhub"}
+
+
 def test_secrets_reach_helm_only_in_memory(deployed):
     secrets = dict(line.split("=", 1) for line in deployed.secrets_file.read_text().splitlines()
                    if "=" in line and not line.startswith("#"))

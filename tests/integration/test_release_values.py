@@ -266,6 +266,58 @@ def test_graders_exchange_and_config_are_wired_to_what_z2jh_makes(classroom, hel
     compile(global_config, "nbgrader_config.py", "exec")
 
 
+def _selects(selector: dict, labels: dict) -> bool:
+    """A NetworkPolicy podSelector (matchLabels only, as these policies use) matches LABELS."""
+    assert set(selector) <= {"matchLabels"}, selector
+    return all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items())
+
+
+def _egress_by_selector(policy: dict, labels: dict, port: int) -> bool:
+    """POLICY lets its pods connect to pods with LABELS on PORT by a pod selector (not an ipBlock)."""
+    for rule in policy["spec"].get("egress", []):
+        ports = [p.get("port") for p in rule.get("ports", [])]
+        if ports and port not in ports:
+            continue
+        if any("podSelector" in peer and "namespaceSelector" not in peer and "ipBlock" not in peer
+               and _selects(peer["podSelector"], labels) for peer in rule.get("to", [])):
+            return True
+    return False
+
+
+def test_only_the_hub_and_the_proxy_reach_the_graders_and_by_pod_selector(classroom, helm_bin, tmp_path):
+    """Where ipBlock rules do not match pod addresses (Cilium, GKE Dataplane V2), z2jh's egress to
+    private ranges does not let the proxy reach a grader: the path must be a pod selector."""
+    config = load(classroom.config)
+    rendered = _render(helm_bin, _package(classroom, config), list(release.hub_release_values(config)), tmp_path)
+    assert rendered.returncode == 0, rendered.stderr
+    docs = _docs(rendered.stdout)
+    release_name = config.classroom["release"]["name"]
+    pods = {name.split("/")[1]: (next(d for d in docs if f"{d['kind']}/{d['metadata']['name']}" == name))
+            for name in _pod_specs(docs) if name.split("/")[0] == "Deployment"}
+    labels = {name: doc["spec"]["template"]["metadata"]["labels"] for name, doc in pods.items()}
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    student = {"component": "singleuser-server", "app": "jupyterhub", "release": release_name,
+               "hub.jupyter.org/network-access-hub": "true"}
+    for course in ("ds-101", "sql-201"):
+        grader = labels[contract.grader_host(course)]
+        for source in ("hub", "proxy"):
+            egress = [p for p in policies if _selects(p["spec"]["podSelector"], labels[source])]
+            assert any(_egress_by_selector(p, grader, contract.GRADER_PORT) for p in egress), (source, course)
+        ingress = [p for p in policies if _selects(p["spec"]["podSelector"], grader)
+                   and "Ingress" in p["spec"].get("policyTypes", [])]
+        assert ingress, f"no policy guards the grader of {course}"
+        admitted = [peer["podSelector"] for p in ingress for rule in p["spec"].get("ingress", [])
+                    for peer in rule.get("from", [])]
+        assert all("podSelector" in peer for p in ingress for rule in p["spec"].get("ingress", [])
+                   for peer in rule.get("from", [])), "an ingress rule of the graders is not by pod selector"
+        assert any(_selects(s, labels["hub"]) for s in admitted)
+        assert any(_selects(s, labels["proxy"]) for s in admitted)
+        # no student's server, of any course, is admitted; nor does its egress name the graders
+        assert not any(_selects(s, student) for s in admitted), admitted
+        singleuser = [p for p in policies if _selects(p["spec"]["podSelector"], student)]
+        assert singleuser and not any(_egress_by_selector(p, grader, contract.GRADER_PORT) for p in singleuser)
+
+
 @pytest.mark.parametrize("storage", ["nfs", "storage_class"])
 def test_exchange_root_is_given_to_uid_1000_without_privilege(classroom, helm_bin, tmp_path, storage):
     classroom.write("classroom.yaml", f"exchange: {{storage: {storage}, storage_class: standard-rwx}}\n")
@@ -314,7 +366,7 @@ def test_a_chart_not_packaged_by_the_build_engine_says_what_is_missing(classroom
 # (database, roles, users, groups, services; no proxy, no spawn) and reports its state.
 INIT_HUB = r'''
 import asyncio, json, os, sys
-from jupyterhub import orm
+from jupyterhub import orm, scopes
 from jupyterhub.app import JupyterHub
 
 async def main():
@@ -332,6 +384,7 @@ async def main():
                            "services": sorted(s.name for s in r.services)} for r in db.query(orm.Role)},
         "services": sorted(app._service_map),
         "admin_access": app.admin_access,
+        "admin_scopes": {u.name: sorted(scopes.get_scopes_for(u)) for u in db.query(orm.User).filter(orm.User.admin)},
         "login": login,
     }))
 
@@ -388,6 +441,12 @@ def test_the_hub_loads_the_roles_and_revokes_earlier_admins(classroom, helm_bin,
     logins = ["prof", "ann", "dean", "mallory"]
     first = _initialise_hub(docs, work, logins)
     assert first["admins"] == ["dean"] and first["admin_access"] is False
+    # what the hub itself expands the admin's role to: users, groups and servers managed,
+    # nobody's server or grader opened, no token made for somebody else
+    dean = set(first["admin_scopes"]["dean"])
+    assert {"admin:users", "admin:servers", "admin:groups", "admin-ui", "servers"} <= dean
+    assert not {s for s in dean if s.split("!")[0] in ("access:servers", "access:services", "tokens")
+                and "!user=dean" not in s}, sorted(dean)
     assert first["login"] == {"prof": True, "ann": True, "dean": True, "mallory": False}
     assert first["groups"]["formgrade-ds-101"] == ["grader-ds-101", "prof"]
     assert first["roles"]["formgrade-sql-201"] == {"scopes": ["access:services!service=sql-201"],

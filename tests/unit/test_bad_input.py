@@ -352,7 +352,7 @@ CASES = [
         "config/classroom.yaml:2: cluster.kube_context: found '--kubeconfig=/tmp/x' (text); expected a kube "
         "context name (not starting with '-')",
         "config/classroom.yaml:4: cluster.cert_manager_chart.version: found '--devel' (text); expected a chart "
-        "version such as v1.16.2 or 1.16.2"]),
+        "version such as v1.21.1 or 1.21.1"]),
     ("build-arg-values", {"classroom.yaml": "build:\n  args:\n    A: \"x\\ny\"\n    B: 3.10\n"}, [
         "config/classroom.yaml:3: build.args.A: found 'x\\ny' (text); expected a single line of text (at most "
         "1024 characters); it contains the non-printable character U+000A",

@@ -29,6 +29,7 @@ CLASSROOM = {
     "gcp": {"project": "", "cluster": "", "zone": "us-central1-a", "region": "us-central1"},
     "resources": {"cpu_guarantee": 0.25, "cpu_limit": 2, "memory_guarantee": "512M",
                   "memory_limit": "2G", "home_storage": "10Gi"},
+    "cluster": {"node_pool": {"label": "", "taint": ""}, "image_mirror": "", "pre_pull_hook": True},
 }
 COURSES = [
     {"name": "ds-101", "instructors": ["prof"], "students": ["ann", "bob"]},
@@ -469,3 +470,102 @@ def test_volume_names_are_dns_labels_for_every_dataset_name():
     assert names[:2] == ["data-a", "data-" + "x" * 58]
     assert all(len(n) <= 63 and re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", n) for n in names)
     assert len(set(names)) == len(names)
+
+
+# ---- cluster.node_pool, cluster.image_mirror, cluster.pre_pull_hook -------------------
+
+POOL = {"node_pool": {"label": "pool=classroom", "taint": "dedicated=classroom:NoSchedule"},
+        "image_mirror": "", "pre_pull_hook": True}
+
+
+def _pods_of(values: dict) -> dict:
+    """Every pod's settings in the release values, by where they live."""
+    hub = values["jupyterhub"]
+    return {
+        "hub": (hub["hub"], "tolerations"),
+        "proxy": (hub["proxy"]["chp"], "tolerations"),
+        "autohttps": (hub["proxy"]["traefik"], "tolerations"),
+        "servers": (hub["singleuser"], "extraTolerations"),
+        "user-scheduler": (hub["scheduling"]["userScheduler"], "tolerations"),
+        "pre-pull hook": (hub["prePuller"]["hook"], "tolerations"),
+        "graders": (values["classroom"]["grader"], "tolerations"),
+        "nfs": (values["classroom"]["exchange"]["nfs"], "tolerations"),
+    }
+
+
+def test_a_node_pool_holds_every_pod_of_the_release():
+    values = releasespec.release_values(make(cluster=POOL))
+    wanted = {"key": "dedicated", "operator": "Equal", "value": "classroom", "effect": "NoSchedule"}
+    for where, (pod, key) in _pods_of(values).items():
+        assert pod["nodeSelector"]["pool"] == "classroom", where
+        assert pod[key] == [wanted], where
+    assert values["jupyterhub"]["prePuller"]["extraTolerations"] == [wanted]
+    # the hub keeps its own node label as well
+    assert values["jupyterhub"]["hub"]["nodeSelector"] == {"hub-node": "true", "pool": "classroom"}
+
+
+def test_a_taint_without_a_value_is_tolerated_whatever_its_value():
+    values = releasespec.release_values(make(cluster={**POOL, "node_pool": {"label": "", "taint": "gpu:NoExecute"}}))
+    assert values["jupyterhub"]["singleuser"]["extraTolerations"] == [
+        {"key": "gpu", "operator": "Exists", "effect": "NoExecute"}]
+    assert "nodeSelector" not in values["jupyterhub"]["singleuser"]
+    assert values["jupyterhub"]["hub"]["nodeSelector"] == {"hub-node": "true"}
+
+
+def test_no_node_pool_sets_no_scheduling_values():
+    values = releasespec.release_values(make())
+    assert "scheduling" not in values["jupyterhub"] and "prePuller" not in values["jupyterhub"]
+    assert "grader" not in values["classroom"] and "exchange" not in values["classroom"]
+    assert "tolerations" not in values["jupyterhub"]["hub"]
+
+
+def test_an_image_mirror_names_every_upstream_image_and_keeps_their_tags():
+    values = releasespec.release_values(make(cluster={**POOL, "image_mirror": "127.0.0.1:5000/up"}))["jupyterhub"]
+    names = {}
+    for path, short in releasespec.UPSTREAM_IMAGES.items():
+        node = values
+        for key in path:
+            node = node[key]
+        assert set(node) == {"name"}, path  # the chart's tag stays
+        names[path] = node["name"]
+    assert names[("hub", "image")] == "127.0.0.1:5000/up/k8s-hub"
+    assert names[("proxy", "chp", "image")] == "127.0.0.1:5000/up/configurable-http-proxy"
+    assert names[("prePuller", "pause", "image")] == "127.0.0.1:5000/up/pause"
+    assert len(set(names.values())) == len(releasespec.UPSTREAM_IMAGES) - 1  # two pause images
+    assert "singleuser" not in values or "image" not in values["singleuser"]
+
+
+def test_the_pre_pull_hook_is_on_unless_turned_off():
+    assert "prePuller" not in releasespec.release_values(make())["jupyterhub"]
+    off = releasespec.release_values(make(cluster={**POOL, "pre_pull_hook": False}))["jupyterhub"]
+    assert off["prePuller"]["hook"]["enabled"] is False
+
+
+def _node(name, labels=None, taints=(), unschedulable=False):
+    return {"metadata": {"name": name, "labels": labels or {}},
+            "spec": {"taints": list(taints), **({"unschedulable": True} if unschedulable else {})}}
+
+
+REAL_TAINT = {"key": "dedicated", "value": "classroom", "effect": "NoSchedule"}
+
+
+def test_the_hub_node_is_one_the_classroom_may_run_on():
+    nodes = [_node("a-tainted", taints=[REAL_TAINT]), _node("b-cordoned", unschedulable=True),
+             _node("c-plain"), _node("d-plain")]
+    assert releasespec.hub_node(nodes, make()) == "c-plain"
+    # a soft taint keeps nobody off
+    soft = [_node("a-soft", taints=[{**REAL_TAINT, "effect": "PreferNoSchedule"}]), _node("b")]
+    assert releasespec.hub_node(soft, make()) == "a-soft"
+    assert releasespec.hub_node([_node("x", taints=[REAL_TAINT])], make()) is None
+
+
+def test_with_a_node_pool_the_hub_node_is_in_the_pool():
+    pool = make(cluster=POOL)
+    nodes = [_node("a-other"), _node("b-pool", {"pool": "classroom"}, [REAL_TAINT]),
+             _node("c-pool-other-taint", {"pool": "classroom"}, [{**REAL_TAINT, "key": "gpu"}]),
+             _node("d-pool-wrong-value", {"pool": "classroom"}, [{**REAL_TAINT, "value": "exam"}]),
+             _node("e-wrong-label", {"pool": "exam"})]
+    assert releasespec.hub_node(nodes, pool) == "b-pool"
+    assert [n["metadata"]["name"] for n in nodes if releasespec.tolerates(n, pool)] == ["b-pool"]
+    any_value = make(cluster={**POOL, "node_pool": {"label": "", "taint": "dedicated:NoSchedule"}})
+    assert releasespec.tolerates(nodes[3], any_value) and not releasespec.tolerates(nodes[2], any_value)

@@ -109,7 +109,7 @@ def test_no_format_admits_a_control_character(name, character):
                "email": "a@b.example.edu", "hostname": "a.example.edu", "git_url": "https://h.example/ab",
                "git_ref": "ab", "registry": "localhost:5000/ab", "image_ref": "ab", "bucket_url": "file://ab",
                "data_source": "ab", "k8s_quantity": "10Gi", "jupyterhub_bytes": "2G",
-               "node_label": "ab=cd", "platform": "linux/amd64", "bind_dn_template": "uid={username},dc=ab",
+               "node_label": "ab=cd", "node_taint": "ab=cd:NoSchedule", "platform": "linux/amd64", "bind_dn_template": "uid={username},dc=ab",
                "ldap_dn": "dc=ab", "ldap_attribute": "ab", "pip_requirement": "ab", "build_arg_name": "ab",
                "semver": "1.2.3", "http_url": "https://h.example/ab", "text": "ab", "kube_context": "ab",
                "chart_version": "v1.2.3", "path": "ab", "secret_file": "ab"}

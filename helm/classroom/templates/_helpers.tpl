@@ -108,7 +108,7 @@ and the jupyterhub: values the release stage writes. Renders nothing.
 {{- $jh := .Values.jupyterhub | default dict }}
 
 {{- /* names: written by the build engine */}}
-{{- range $key := list "exchangeClaim" "exchangeServer" "dbSecret" "dbPasswordKey" "dbUserPasswordKey" "nbgraderConfigMap" "nbgraderConfigKey" "hubSecret" "hubApiUrl" "exchangeRoot" "nbgraderConfigPath" "homePath" "notebookUid" "usersGid" "graderPort" }}
+{{- range $key := list "exchangeClaim" "exchangeServer" "dbSecret" "dbPasswordKey" "dbUserPasswordKey" "nbgraderConfigMap" "nbgraderConfigKey" "hubSecret" "hubApiUrl" "exchangeRoot" "nbgraderConfigPath" "homePath" "notebookUid" "usersGid" "graderPort" "graderPodLabel" }}
 {{- $_ := include "classroom.objectName" (list $ $key) }}
 {{- end }}
 

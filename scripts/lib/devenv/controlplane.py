@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import cpbuild, pki
+from . import cpbuild, pki, realnode
 from .core import (Context, DevEnvError, atomic_write, free_port, http_ok, http_status, live_pid, log,
                    spawn, stop_pidfile, stop_service, wait_until, warn_strays)
 from .kubeapi import ApiError, KubeApi
@@ -167,6 +167,8 @@ class ControlPlane:
         atomic_write(self.dir / "ports.json", json.dumps(self.ports, indent=2) + "\n")
         if comp.name == "kube-apiserver":
             self._write_kubeconfigs()
+        if comp.name == "kube-apiserver" and "--bind-address=0.0.0.0" in comp.command(self):
+            realnode.guard_apiserver(self.ports["kube-apiserver"])
         logfile = self.logfile(comp.name)
         t0 = time.monotonic()
         pid = spawn(comp.command(self), logfile, self.pidfile(comp.name), cwd=self.dir)
@@ -333,10 +335,26 @@ def _etcd_cmd(cp: ControlPlane) -> list[str]:
             "--initial-cluster", f"classtools-dev={peer}", "--log-level", "warn"]
 
 
+def _apiserver_address(cp: ControlPlane) -> list[str]:
+    """Where the API server listens and what the `kubernetes` Service points at.
+    With the real node, pods reach it through that Service: it advertises the
+    machine's address (kube-proxy forwards 10.96.0.1:443 there) and listens on all
+    addresses, which realnode.guard_apiserver limits to this machine and its pods.
+    Without it (kwok only), loopback and no endpoints: nothing in the cluster calls it."""
+    address = realnode.host_ip() if realnode.enabled(cp.ctx) else ""
+    if not address:
+        return ["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+                # The "kubernetes" Service would point at 127.0.0.1, which Endpoints
+                # validation rejects; nothing in the cluster needs it.
+                "--endpoint-reconciler-type=none"]
+    return ["--bind-address=0.0.0.0", f"--advertise-address={address}",
+            # A node's name is no DNS name here: logs and exec go to its address.
+            "--kubelet-preferred-address-types=InternalIP,Hostname"]
+
+
 def _apiserver_cmd(cp: ControlPlane) -> list[str]:
     p = cp.pki
-    return [cp.bin("kube-apiserver"),
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+    return [cp.bin("kube-apiserver"), *_apiserver_address(cp),
             f"--secure-port={cp.ports['kube-apiserver']}",
             f"--etcd-servers={cp.etcd_url}",
             f"--cert-dir={cp.dir / 'apiserver-certs'}",
@@ -348,10 +366,7 @@ def _apiserver_cmd(cp: ControlPlane) -> list[str]:
             "--authorization-mode=Node,RBAC",
             f"--service-cluster-ip-range={pki.SERVICE_CIDR}",
             "--allow-privileged=true",
-            "--profiling=false",
-            # No kubelets: the "kubernetes" Service would point at 127.0.0.1,
-            # which Endpoints validation rejects; nothing in the cluster needs it.
-            "--endpoint-reconciler-type=none"]
+            "--profiling=false"]
 
 
 def _controller_manager_cmd(cp: ControlPlane) -> list[str]:
@@ -402,8 +417,9 @@ def _provisioner_cmd(cp: ControlPlane) -> list[str]:
 COMPONENTS: list[Component] = [
     Component("etcd", lambda cp: f"--data-dir {cp.dir / 'etcd'}", _etcd_cmd, _etcd_healthy,
               lambda cp: cp.etcd_url, follows_apiserver=False),
+    # Restarted when its arguments change: the real node needs it on the machine's address.
     Component("kube-apiserver", lambda cp: f"--tls-cert-file={cp.pki / 'apiserver.crt'}", _apiserver_cmd,
-              _apiserver_ready, lambda cp: cp.server, follows_apiserver=False),
+              _apiserver_ready, lambda cp: cp.server, follows_apiserver=False, restart_on_new_command=True),
     Component("kube-controller-manager", lambda cp: f"--kubeconfig={cp.component_kubeconfig('controller-manager')}",
               _controller_manager_cmd, _https_healthz("kube-controller-manager"),
               lambda cp: f"https://127.0.0.1:{cp.ports.get('kube-controller-manager', 0)}"),

@@ -120,6 +120,22 @@ def ensure(pki: Path) -> bool:
     return True
 
 
+def ensure_client(pki: Path, name: str, cn: str, org: str = "") -> None:
+    """A client certificate NAME.crt/.key signed by the CA, for a component outside
+    CLIENTS (the real node's kubelet and kube-proxy); remade when missing or when the
+    CA no longer signs it."""
+    crt, key = pki / f"{name}.crt", pki / f"{name}.key"
+    if crt.is_file() and key.is_file():
+        proc = subprocess.run(["openssl", "verify", "-CAfile", str(pki / "ca.crt"), str(crt)],
+                              capture_output=True, text=True)
+        if proc.returncode == 0:
+            return
+    _sign(pki, name, _subject(cn, org),
+          "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+          "extendedKeyUsage=clientAuth\n", days=365)
+    (pki / "ca.srl").unlink(missing_ok=True)
+
+
 def kubeconfig(pki: Path, client: str, server: str, embed: bool) -> str:
     """A kubeconfig for CLIENT. EMBED puts the certificates inline (the admin
     kubeconfig handed to users and tests is self-contained); components read files."""

@@ -218,6 +218,10 @@ def kubectl(argv):
             names = [n for n, labels in sorted(nodes.items()) if labels.get(key) == value]
         else:
             names = sorted(nodes)
+        if option(args, "-o") == "json":  # a NodeList, as the API server gives it
+            print(json.dumps({"kind": "NodeList", "items": [
+                {"metadata": {"name": n.removeprefix("node/"), "labels": nodes[n]}, "spec": {}} for n in names]}))
+            return 0
         print("\n".join(names))
         return 0
     if args[0] == "label":

@@ -199,8 +199,11 @@ def _seed_ldif(people: dict[str, Person], search_user: Person, groups: dict[str,
     return "\n\n".join(entries) + "\n"
 
 
-def start_ldap(root: Path, uids: dict[str, list[str]], mails: dict[str, str] | None = None) -> LdapServer:
-    """slapd seeded with people (uids: group name -> member uids; every member is a person).
+def start_ldap(root: Path, uids: dict[str, list[str]], mails: dict[str, str] | None = None,
+               address: str = "") -> LdapServer:
+    """slapd seeded with people (uids: group name -> member uids; every member is a person),
+    on ADDRESS (default: a loopback address of its own; the real node's pods reach the
+    pod network's gateway instead).
 
     The caller stops it (LdapServer.stop); the directory is the caller's to remove.
     """
@@ -210,7 +213,7 @@ def start_ldap(root: Path, uids: dict[str, list[str]], mails: dict[str, str] | N
                                "and openssl (apt)")
     root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o700)
-    address = loopback_address()
+    address = address or loopback_address()
     ca, cert, key = make_ca(root / "tls", "classroom-ldap", hosts=(HOST,), ips=(address,))
     names = sorted({uid for members in uids.values() for uid in members})
     people = {uid: Person(uid, mail=(mails or {}).get(uid, "")) for uid in names}
