@@ -28,6 +28,7 @@ HUB_API_URL = "http://hub:8081/hub/api"          # z2jh's hub Service, hub.baseU
 # Paths and volume names inside student servers and graders.
 EXCHANGE_ROOT = "/srv/nbgrader/exchange"
 NBGRADER_CONFIG_PATH = "/etc/jupyter/nbgrader_config.py"
+LDAP_CA_PATH = "/usr/local/etc/classroom/ldap-ca.pem"   # auth.ldap.ca_bundle in the hub pod
 HOME_VOLUME = "home"                             # singleuser.storage.dynamic.volumeNameTemplate
 HOME_PATH = "/home/jovyan"                       # z2jh's singleuser.storage.homeMountPath
 DB_DATA_SUBPATH = ".classroom-db"                # the db sidecar's datadir, inside the home volume

@@ -21,6 +21,40 @@ def pod_name(user: str) -> str:
     return f"jupyter-{safe}"
 
 
+def pod_problems(pods: list[dict]) -> list[str]:
+    """Why pods do not run, one short line each, as `kubectl get pods -o json` lists them:
+    unschedulable (an unbound claim, no node that fits), a container waiting (image pull,
+    crash loop, config error) or terminated with an error. Healthy pods say nothing."""
+    problems = []
+    for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
+        name, status = pod["metadata"]["name"], pod.get("status") or {}
+        if status.get("phase") == "Succeeded" or pod["metadata"].get("deletionTimestamp"):
+            continue
+        unscheduled = [c for c in status.get("conditions") or []
+                       if c.get("type") == "PodScheduled" and c.get("status") == "False"]
+        if unscheduled:
+            reason = unscheduled[0].get("reason") or "Unschedulable"
+            problems.append(f"{name}: {reason}: {_short(unscheduled[0].get('message', ''))}")
+            continue
+        for kind in ("initContainerStatuses", "containerStatuses"):
+            for container in status.get(kind) or []:
+                state = container.get("state") or {}
+                waiting, terminated = state.get("waiting") or {}, state.get("terminated") or {}
+                if waiting.get("reason") and waiting["reason"] not in ("ContainerCreating", "PodInitializing"):
+                    problems.append(f"{name}: container {container['name']}: {waiting['reason']}: "
+                                    f"{_short(waiting.get('message', ''))}".rstrip(": "))
+                elif terminated and terminated.get("exitCode", 0) != 0:
+                    problems.append(f"{name}: container {container['name']} exited {terminated.get('exitCode')} "
+                                    f"({terminated.get('reason', 'Error')})")
+    return problems
+
+
+def _short(message: str, limit: int = 200) -> str:
+    """One line of a Kubernetes message, control characters out (it may quote an image name)."""
+    text = " ".join("".join(c if c.isprintable() else " " for c in message).split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 def steps(namespace: str, user: str) -> list[tuple[str, list[str]]]:
     """(title, kubectl arguments): what to look at, in the order a person would."""
     hub_log = ("hub log (last 50 lines)", ["logs", "-n", namespace, "deploy/hub", "--tail=50"])
@@ -85,6 +119,8 @@ def diagnose(config, user=""):
     context = config.classroom["cluster"]["kube_context"]
     if not check_fuse_driver(config, context):
         return True
+    if user:
+        _print_why(kube, namespace, context, pod_name(user))
     for title, args in steps(namespace, user):
         print(f"==== {title}: kubectl {' '.join(args)}")
         try:
@@ -94,6 +130,23 @@ def diagnose(config, user=""):
             return True
         print((result.stdout + result.stderr).rstrip() or "(nothing)")
     return True
+
+
+def _print_why(kube, namespace: str, context: str, pod: str) -> None:
+    """First the short answer: why the pod does not run, if it does not."""
+    import json
+    try:
+        found = kube.kubectl("get", "pod", pod, "-n", namespace, "-o", "json", context=context, check=False)
+    except kube.KubeError:
+        return
+    if found.returncode != 0:
+        return
+    try:
+        problems = pod_problems([json.loads(found.stdout)])
+    except (ValueError, KeyError):
+        return
+    print(f"==== why {pod} does not run")
+    print("\n".join(problems) if problems else "(it runs: nothing waits or failed)")
 
 
 def task_dict(config) -> dict:

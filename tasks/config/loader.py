@@ -110,7 +110,8 @@ def _write_cache(cache: Path, key: str, config: Config):
 
 def _paths_that_must_exist(config: Config) -> list[Path]:
     """Local files the config names: a cached config is only valid while they exist."""
-    paths = [config.path(config.classroom["build"]["ca_bundle"])] if config.classroom["build"]["ca_bundle"] else []
+    named = (config.classroom["build"]["ca_bundle"], config.classroom["auth"]["ldap"]["ca_bundle"])
+    paths = [config.path(path) for path in named if path]
     return paths + [config.path(d["source"]) for d in config.datasets if source_kind(d["source"]) == "local"]
 
 

@@ -43,6 +43,8 @@ def check_all(docs: dict, raw: dict, problems: Problems, project_dir: Path):
         _resource_rules(classroom, raw["classroom.yaml"], problems)
         _local_file(classroom, raw["classroom.yaml"], ("build", "ca_bundle"), problems, project_dir,
                     kinds=_FILE)
+        _local_file(classroom, raw["classroom.yaml"], ("auth", "ldap", "ca_bundle"), problems, project_dir,
+                    kinds=_FILE)
         _state_file_rule(classroom, raw["classroom.yaml"], problems, project_dir)
     _unique_names(docs.get("courses.yaml"), raw.get("courses.yaml"), "courses.yaml", "courses",
                   "course", problems)

@@ -218,6 +218,9 @@ CLASSROOM = {
             "bind_dn_templates": string_list("bind_dn_template"),
             "tls_strategy": string(default="on_connect",
                                    allowed=("on_connect", "before_bind", "insecure")),
+            # The CA bundle (PEM) that signed the directory's certificate, when the hub's system
+            # store does not know it (a campus CA); "" = the system store.
+            "ca_bundle": optional("path"),
             # Only for directories that refuse anonymous search: the DN to search as.
             # Its password is the secret ldap_bind_password, never a config value.
             # Set, it turns on ldapauthenticator's lookup_dn, which needs the next two keys.

@@ -136,7 +136,30 @@ def upgrade(release: str, chart: str, namespace: str, context: str, values: list
     from tasks.run import runlock
     undo_killed_upgrade(release, namespace, context, timeout_seconds)
     with runlock.operation(_operation(namespace, release)):
-        helm.upgrade(release, chart, namespace, context, values, timeout_seconds, repo=repo, version=version)
+        try:
+            helm.upgrade(release, chart, namespace, context, values, timeout_seconds, repo=repo, version=version)
+        except helm.HelmError as exc:
+            why = _pods_failing(namespace, context)
+            if not why:
+                raise
+            raise helm.HelmError(f"{exc}; pods that did not come up: {'; '.join(why[:5])}"
+                                 f"{f' (and {len(why) - 5} more)' if len(why) > 5 else ''}; "
+                                 f"`doit diagnose --user NAME` shows a student's server") from None
+
+
+def _pods_failing(namespace: str, context: str) -> list[str]:
+    """Why the release's pods did not come up, for a failed upgrade's message ([] if unknown)."""
+    import json
+
+    from tasks import kube
+    from tasks.cluster.diagnosis import pod_problems
+    listed = kube.kubectl("get", "pods", "-n", namespace, "-o", "json", context=context, check=False)
+    if listed.returncode != 0:
+        return []
+    try:
+        return pod_problems(json.loads(listed.stdout)["items"])
+    except (ValueError, KeyError):
+        return []
 
 
 def _operation(namespace: str, release: str) -> str:
@@ -198,8 +221,23 @@ def hub_release_values(config, ip=None) -> tuple[dict, dict]:
     (generated on first use); never print it.
     """
     address = ip.get("address", "") if isinstance(ip, dict) else (ip or "")
-    public = releasespec.release_values(config, address)
+    public = releasespec.release_values(config, address, ldap_ca(config))
     return public, _secret_values(config)
+
+
+def ldap_ca(config) -> str:
+    """The PEM text of auth.ldap.ca_bundle, "" when none is set."""
+    name = config.classroom["auth"]["ldap"]["ca_bundle"]
+    if not name:
+        return ""
+    try:
+        text = config.path(name).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ClassroomError(f"auth.ldap.ca_bundle: cannot read {name}: {getattr(exc, 'strerror', exc)}") from None
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise ClassroomError(f"auth.ldap.ca_bundle: {name} holds no PEM certificate "
+                             "(expected -----BEGIN CERTIFICATE----- blocks)")
+    return text
 
 
 def _secret_values(config) -> dict:

@@ -56,16 +56,6 @@ _JupyterHub.init_groups = _load_groups_exactly
 """
 
 
-# JupyterHub 5.5's admin role (jupyterhub/roles.py) without access:servers,
-# access:services and tokens: an admin manages users, groups and servers but cannot open
-# a student's server or a course's grader, nor make a token to act as someone else.
-# admin:groups can still add the admin to a course's groups, which the hub records;
-# an admin is trusted to run the hub, not to be kept out of it.
-ADMIN_SCOPES = ("admin-ui", "admin:users", "admin:servers", "admin:services", "admin:groups", "list:services",
-                "read:services", "read:hub", "proxy", "shutdown", "read:roles", "read:metrics", "shares")
-ADMIN_DESCRIPTION = "Runs the hub: users, groups, servers; opens no one's server or grader"
-
-
 def admins(config) -> list[str]:
     """Hub admins: only auth.admin_users.  Instructors grade through their course's
     grader service; as admins they could open every student's server."""
@@ -116,8 +106,11 @@ def ldap_settings(ldap: dict) -> dict:
         "tls_strategy": ldap["tls_strategy"],  # 2.0 replaced use_ssl
     }
     if ldap["tls_strategy"] != "insecure":
-        # ldap3 accepts any certificate unless told otherwise; the hub's system CA store decides.
+        # ldap3 accepts any certificate unless told otherwise; the hub's system CA store
+        # decides, or auth.ldap.ca_bundle (mounted into the hub, hub_values).
         settings["tls_kwargs"] = {"validate": SSL_CERT_REQUIRED}
+        if ldap["ca_bundle"]:
+            settings["tls_kwargs"]["ca_certs_file"] = contract.LDAP_CA_PATH
     if ldap["bind_dn_templates"]:
         # A list in 2.x; with lookup_dn and no template it binds as the DN it looked up.
         settings["bind_dn_template"] = list(ldap["bind_dn_templates"])
@@ -157,8 +150,10 @@ def hub_config(config) -> dict:
     settings = {
         "JupyterHub": {
             "authenticator_class": auth["type"],  # z2jh's short names: "dummy", "ldap"
-            # Deprecated since JupyterHub 2 and without effect: what admins may do is the
-            # admin role's scopes (ADMIN_SCOPES). z2jh's values still set it to true.
+            # Deprecated since JupyterHub 2 and without effect (z2jh's values still set it
+            # to true): an admin holds JupyterHub's whole admin role, which opens every
+            # student's server and every grader, and JupyterHub 5.5 refuses to narrow it
+            # (roles.create_role). Hence only auth.admin_users are admins, never instructors.
             "admin_access": False,
             "load_groups": groups(config),
         },
@@ -405,7 +400,7 @@ def image_mirror_values(config) -> dict:
     return values
 
 
-def hub_values(config, static_ip: str) -> dict:
+def hub_values(config, static_ip: str, ldap_ca: str = "") -> dict:
     """The `jupyterhub:` values of the release (no secrets)."""
     c = config.classroom
     key, _, value = c["hub"]["node_label"].partition("=")
@@ -418,8 +413,7 @@ def hub_values(config, static_ip: str) -> dict:
             "extraConfig": {"classroom-exact-groups": EXACT_GROUPS},
             # Exactly these users hold the admin role (JupyterHub revokes it from anyone
             # else, e.g. instructors who were admins before): admin_users alone only adds.
-            "loadRoles": {"admin": {"users": admins(config), "scopes": list(ADMIN_SCOPES),
-                                    "description": ADMIN_DESCRIPTION}},
+            "loadRoles": {"admin": {"users": admins(config)}},
         },
         "singleuser": {
             "startTimeout": c["hub"]["start_timeout"],
@@ -430,14 +424,18 @@ def hub_values(config, static_ip: str) -> dict:
         },
         "cull": {"enabled": culling["enabled"], "timeout": culling["timeout"], "every": culling["every"]},
     }
+    if config.classroom["auth"]["ldap"]["ca_bundle"]:
+        # the CA that signed the directory's certificate (public), a file in the hub pod
+        values["hub"]["extraFiles"] = {"ldap-ca": {"mountPath": contract.LDAP_CA_PATH, "stringData": ldap_ca}}
     values = contract.merge_values(values, proxy_and_ingress(config, static_ip))
     values = contract.merge_values(values, node_pool_values(config)["jupyterhub"])
     values = contract.merge_values(values, image_mirror_values(config))
     return contract.merge_values(values, data_values(config))
 
 
-def release_values(config, static_ip: str = "") -> dict:
-    """Everything helm needs besides the packaged chart and the secrets file."""
+def release_values(config, static_ip: str = "", ldap_ca: str = "") -> dict:
+    """Everything helm needs besides the packaged chart and the secrets file. LDAP_CA: the
+    text of auth.ldap.ca_bundle (the release stage reads it)."""
     tls = config.classroom["hub"]["tls"]
     # The ClusterIssuer (and so the contact email) belongs to release:cert-manager.
     classroom = {"tls": {"mode": tls["mode"], "acmeServer": tls["acme_server"], "ingressClass": INGRESS_CLASS}}
@@ -445,7 +443,7 @@ def release_values(config, static_ip: str = "") -> dict:
     if graders:
         classroom["data"] = {"graders": graders}
     classroom = contract.merge_values(classroom, node_pool_values(config)["classroom"])
-    return {"jupyterhub": hub_values(config, static_ip), "classroom": classroom}
+    return {"jupyterhub": hub_values(config, static_ip, ldap_ca), "classroom": classroom}
 
 
 def issuer_name(config) -> str:

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 BASE_IMAGE = "debian:bookworm-slim"
+UPSTREAM_IMAGES = ("hub", "proxy", "kube-scheduler", "pause")
 CONTROL_PLANE = ("etcd", "kube_apiserver", "kube_controller_manager", "kube_scheduler", "kwok", "pv_provisioner")
 # The registry and emulator are on loopback: never via an http_proxy.
 HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -143,7 +144,11 @@ def test_status_reports_everything_up(dev_services):
     states = dict(line.split()[:2] for line in result.stdout.splitlines())
     assert states == {"docker": "running", "registry": "running", "gcs-emulator": "running",
                       "helm": "present", "kubectl": "present", "base-image": "present",
-                      **{name.replace("_", "-"): "running" for name in CONTROL_PLANE}}
+                      **{name.replace("_", "-"): "running" for name in CONTROL_PLANE},
+                      # the real node (one per machine) and the mirror of z2jh's images
+                      "real-node/containerd": "running", "real-node/kubelet": "running",
+                      "real-node/kube-proxy": "running", "real-node": "ready",
+                      **{f"upstream-images/{key}": "present" for key in UPSTREAM_IMAGES}}
 
 
 def test_registry_answers_the_v2_api(registry):

@@ -168,4 +168,4 @@ def test_status_reports_the_node(dev_services, node):
     lines = {name: (state, ok) for name, state, _, ok in devenv.status()}
     assert lines["real-node"] == ("ready", True)
     for part in ("containerd", "kubelet", "kube-proxy"):
-        assert lines[f"real-node {part}"] == ("running", True)
+        assert lines[f"real-node/{part}"] == ("running", True)

@@ -187,7 +187,7 @@ CASES = [
         "uid={username},ou=people,dc=example,dc=edu"]),
     ("ldap-use-ssl-is-gone", {"classroom.yaml": "auth:\n  ldap:\n    use_ssl: true\n"}, [
         "config/classroom.yaml:3: auth.ldap.use_ssl: found unknown key 'use_ssl'; expected one of: "
-        "server, port, bind_dn_templates, tls_strategy, search_user, user_search_base, user_attribute, "
+        "server, port, bind_dn_templates, tls_strategy, ca_bundle, search_user, user_search_base, user_attribute, "
         "lookup_dn_user_dn_attribute, allowed_groups"]),
     # each TLS strategy on the other's well-known port cannot connect
     ("ldap-starttls-on-636", {"classroom.yaml": LDAP + "    port: 636\n    tls_strategy: before_bind\n"}, [

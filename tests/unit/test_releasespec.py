@@ -21,7 +21,7 @@ CLASSROOM = {
     "hub": {"domain": "", "node_label": "hub-node=true", "start_timeout": 300,
             "tls": {"mode": "none", "email": "", "acme_server": "production"}},
     "auth": {"type": "dummy", "admin_users": [], "dummy_trial": False,
-             "ldap": {"server": "", "port": 0, "bind_dn_templates": [], "tls_strategy": "on_connect",
+             "ldap": {"server": "", "port": 0, "bind_dn_templates": [], "tls_strategy": "on_connect", "ca_bundle": "",
                       "search_user": "", "allowed_groups": [], "user_search_base": "",
                       "user_attribute": "uid", "lookup_dn_user_dn_attribute": ""}},
     "culling": {"enabled": True, "timeout": 3600, "every": 600},
@@ -62,6 +62,7 @@ def test_admins_are_only_the_configured_admins_never_the_instructors():
     values = releasespec.release_values(config)["jupyterhub"]["hub"]
     assert values["config"]["Authenticator"]["admin_users"] == ["dean", "it"]
     # the admin role is exact, so JupyterHub revokes it from earlier admins (instructors before)
+    # exactly these, and JupyterHub's admin role unchanged (5.5 refuses a narrower one)
     assert values["loadRoles"] == {"admin": {"users": ["dean", "it"]}}
     assert releasespec.admins(make()) == []
 
@@ -569,3 +570,56 @@ def test_with_a_node_pool_the_hub_node_is_in_the_pool():
     assert [n["metadata"]["name"] for n in nodes if releasespec.tolerates(n, pool)] == ["b-pool"]
     any_value = make(cluster={**POOL, "node_pool": {"label": "", "taint": "dedicated:NoSchedule"}})
     assert releasespec.tolerates(nodes[3], any_value) and not releasespec.tolerates(nodes[2], any_value)
+
+
+# ---- why pods do not come up (tasks/cluster/diagnosis.pod_problems) --------------------
+
+def _pod(name, phase="Pending", conditions=(), init=(), containers=(), deleting=False):
+    meta = {"name": name, **({"deletionTimestamp": "2026-01-01T00:00:00Z"} if deleting else {})}
+    return {"metadata": meta, "status": {"phase": phase, "conditions": list(conditions),
+                                         "initContainerStatuses": list(init), "containerStatuses": list(containers)}}
+
+
+def _waiting(name, reason, message=""):
+    return {"name": name, "state": {"waiting": {"reason": reason, "message": message}}}
+
+
+def test_pod_problems_name_the_pod_the_container_and_the_reason():
+    from tasks.cluster.diagnosis import pod_problems
+    pods = [
+        _pod("jupyter-ann", containers=[_waiting("notebook", "ImagePullBackOff", "Back-off pulling image \"x:1\"\n")]),
+        _pod("hub-1", phase="Running", containers=[_waiting("hub", "CrashLoopBackOff", "back-off 40s")]),
+        _pod("grader-a", conditions=[{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                      "message": "0/3 nodes are available: pod has unbound immediate "
+                                                 "PersistentVolumeClaims."}]),
+        _pod("init-broken", init=[{"name": "prepare", "state": {"terminated": {"exitCode": 2, "reason": "Error"}}}]),
+        _pod("creating", containers=[_waiting("notebook", "ContainerCreating")]),
+        _pod("fine", phase="Running", containers=[{"name": "notebook", "state": {"running": {}}}]),
+        _pod("done", phase="Succeeded"),
+        _pod("going", containers=[_waiting("x", "ErrImagePull")], deleting=True),
+    ]
+    assert pod_problems(pods) == [
+        "grader-a: Unschedulable: 0/3 nodes are available: pod has unbound immediate PersistentVolumeClaims.",
+        "hub-1: container hub: CrashLoopBackOff: back-off 40s",
+        "init-broken: container prepare exited 2 (Error)",
+        'jupyter-ann: container notebook: ImagePullBackOff: Back-off pulling image "x:1"',
+    ]
+
+
+def test_pod_problems_keep_one_short_line_of_a_long_or_hostile_message():
+    from tasks.cluster.diagnosis import pod_problems
+    [line] = pod_problems([_pod("p", containers=[_waiting("c", "ErrImagePull", "a\x1b[31m\r\nb " + "x" * 500)])])
+    assert "\n" not in line and "\x1b" not in line and "\r" not in line
+    assert line.startswith("p: container c: ErrImagePull: a [31m b ") and len(line) < 260
+
+
+def test_a_directory_ca_goes_into_the_hub_pod_and_ldap3_checks_against_it():
+    config = make(auth={**LDAP, "ldap": {**LDAP["ldap"], "ca_bundle": "campus-ca.pem"}})
+    values = releasespec.release_values(config, ldap_ca="-----BEGIN CERTIFICATE-----\nMII\n")["jupyterhub"]
+    assert values["hub"]["extraFiles"]["ldap-ca"] == {"mountPath": contract.LDAP_CA_PATH,
+                                                       "stringData": "-----BEGIN CERTIFICATE-----\nMII\n"}
+    tls = values["hub"]["config"]["LDAPAuthenticator"]["tls_kwargs"]
+    assert tls == {"validate": releasespec.SSL_CERT_REQUIRED, "ca_certs_file": contract.LDAP_CA_PATH}
+    plain = releasespec.release_values(make(auth=LDAP))["jupyterhub"]
+    assert "extraFiles" not in plain["hub"]
+    assert plain["hub"]["config"]["LDAPAuthenticator"]["tls_kwargs"] == {"validate": releasespec.SSL_CERT_REQUIRED}

@@ -148,9 +148,15 @@ class ControlPlane:
             if comp.name == "kube-apiserver":
                 # On another port: the clients' kubeconfigs changed under them.
                 restart_clients = self.server != old_server
+        self._guard_apiserver()
         self._ensure_nodes()
         self._ensure_storage_class()
         return self.facts()
+
+    def _guard_apiserver(self) -> None:
+        """An API server on all addresses answers only this machine and its pods."""
+        if "--bind-address=0.0.0.0" in _apiserver_cmd(self):
+            realnode.guard_apiserver(self.ports["kube-apiserver"])
 
     def _answers(self, comp: Component) -> bool:
         deadline = time.monotonic() + REUSE_PATIENCE
@@ -162,13 +168,15 @@ class ControlPlane:
 
     def _start(self, comp: Component) -> None:
         stop_pidfile(comp.name, self.pidfile(comp.name), comp.marker(self))
+        if comp.name == "kube-apiserver" and "kube-apiserver" in self.ports:
+            realnode.unguard_apiserver(self.ports["kube-apiserver"])  # it may move to another port
         for key in _ports_of(comp.name):
             self.ports[key] = free_port(self.ports.get(key), avoid={v for k, v in self.ports.items() if k != key})
         atomic_write(self.dir / "ports.json", json.dumps(self.ports, indent=2) + "\n")
         if comp.name == "kube-apiserver":
             self._write_kubeconfigs()
-        if comp.name == "kube-apiserver" and "--bind-address=0.0.0.0" in comp.command(self):
-            realnode.guard_apiserver(self.ports["kube-apiserver"])
+        if comp.name == "kube-apiserver":
+            self._guard_apiserver()
         logfile = self.logfile(comp.name)
         t0 = time.monotonic()
         pid = spawn(comp.command(self), logfile, self.pidfile(comp.name), cwd=self.dir)
@@ -221,6 +229,8 @@ class ControlPlane:
             if stop_service(self.ctx, comp.name, self.pidfile(comp.name), comp.marker(self), comp.executable,
                             timeout=30 if comp.name == "etcd" else 20):
                 stopped.append(comp.name)
+        if "kube-apiserver" in self.ports:
+            realnode.unguard_apiserver(self.ports["kube-apiserver"])
         # The admin kubeconfig holds a client key; no key outlives the services it opens.
         self.kubeconfig.unlink(missing_ok=True)
         return stopped
@@ -341,7 +351,7 @@ def _apiserver_address(cp: ControlPlane) -> list[str]:
     machine's address (kube-proxy forwards 10.96.0.1:443 there) and listens on all
     addresses, which realnode.guard_apiserver limits to this machine and its pods.
     Without it (kwok only), loopback and no endpoints: nothing in the cluster calls it."""
-    address = realnode.host_ip() if realnode.enabled(cp.ctx) else ""
+    address = realnode.host_ip() if realnode.runs_here(cp.ctx) else ""
     if not address:
         return ["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
                 # The "kubernetes" Service would point at 127.0.0.1, which Endpoints

@@ -286,14 +286,14 @@ def warn_strays(ctx: Context, name: str, pidfile: Path, marker: str, program: st
 
 # ---------------------------------------------------------------- network
 
-def port_is_free(port: int) -> bool:
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         # Same as the services (Go and Python servers set SO_REUSEADDR): a port
         # whose old connections linger in TIME_WAIT after `down` is still usable,
         # so `up` gets the recorded port back; a live listener still fails bind.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind(("127.0.0.1", port))
+            sock.bind((host, port))
         except OSError:
             return False
     return True

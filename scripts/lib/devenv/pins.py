@@ -115,9 +115,10 @@ FAKE_GCS_SERVER_BINARIES: dict[str, tuple[str, str, str, list[str]]] = {
 # requirements.txt, read from ../shared/upstream/z2jh-<version>-images/hub at build time.
 Z2JH_VERSION = "4.4.0"
 UPSTREAM_IMAGES_PREFIX = "classtools-upstream"
-# z2jh 4.4.0's proxy runs quay.io/jupyterhub/configurable-http-proxy:5.2.0. Debian bookworm's
-# package is 4.5.3: it understands every flag the chart's proxy Deployment passes (checked
-# by tests/integration/test_upstream_images.py), so the stand-in installs it with apt
-# instead of node modules from npm. The build fails if apt brings another version.
-CHP_APT_PACKAGE = "node-configurable-http-proxy"
-CHP_VERSION = "4.5.3"
+# z2jh 4.4.0's proxy runs quay.io/jupyterhub/configurable-http-proxy:5.2.0: the same
+# release from npm, on Debian's nodejs 18.
+CHP_VERSION = "5.2.0"
+# The tags z2jh 4.4.0's values.yaml gives its images: the mirror holds each stand-in
+# under this tag too, so cluster.image_mirror needs no tag of its own.
+Z2JH_IMAGE_TAGS = {"k8s-hub": Z2JH_VERSION, "configurable-http-proxy": CHP_VERSION,
+                   "kube-scheduler": USER_SCHEDULER_VERSION, "pause": PAUSE_VERSION}

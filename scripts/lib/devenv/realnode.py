@@ -9,7 +9,7 @@
     kube-proxy   iptables mode (this kernel has no IPVS)
     CoreDNS      a Deployment on this node behind the Service DNS_SERVICE_IP (kube-dns):
                  z2jh wires the proxy and the servers to the hub by Service name
-    pause        k8s' own build/pause, compiled static, an image FROM scratch in the dev registry
+    pause        the dev registry mirror's (mirror.py): k8s' own build/pause, compiled static
 
 Pods reach the API server through the `kubernetes` Service: the control plane
 advertises the machine's address (controlplane.py), kube-proxy forwards there.
@@ -32,8 +32,8 @@ import time
 from pathlib import Path
 
 from . import cpbuild, pins, pki
-from .core import (Context, DevEnvError, as_root, atomic_write, http_status, live_pid, log, run_logged,
-                   spawn, stop_service, wait_until, warn_strays)
+from .core import (Context, DevEnvError, as_root, atomic_write, http_status, live_pid, log, port_is_free,
+                   run_logged, spawn, stop_service, wait_until, warn_strays)
 from .kubeapi import ApiError, KubeApi
 
 NODE_NAME = "classtools-node"
@@ -57,6 +57,24 @@ DNS_READY_TIMEOUT = 180
 
 def enabled(ctx: Context) -> bool:
     return ctx.env.get("CLASSTOOLS_REAL_NODE", "1") != "0"
+
+
+def machine_owner() -> str:
+    """The dev dir whose real node runs on this machine, "" if none does."""
+    try:
+        owner = MACHINE_LOCK.read_text().strip()
+    except OSError:
+        return ""
+    if not owner:
+        return ""
+    kubelet = Path(owner, "real-node")
+    return owner if live_pid(kubelet / "kubelet.pid", str(kubelet / "kubelet.yaml")) else ""
+
+
+def runs_here(ctx: Context) -> bool:
+    """This dev dir has (or may start) the machine's real node: enabled, and no other
+    dev dir's node runs here (a private dev dir of the tests, a second checkout)."""
+    return enabled(ctx) and machine_owner() in ("", str(ctx.dev_dir))
 
 
 def host_ip() -> str:
@@ -88,8 +106,8 @@ def _iptables(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(as_root(["iptables", "-w", *args]), capture_output=True, text=True)
 
 
-def _rules(apiserver_port: int) -> list[list[str]]:
-    """(chain, rule...) this node adds; each carries RULE_COMMENT."""
+def _node_rules() -> list[list[str]]:
+    """(chain, rule...) the node adds; each carries RULE_COMMENT."""
     tag = ["-m", "comment", "--comment", RULE_COMMENT]
     return [
         # Docker sets FORWARD's policy to DROP: the pod network forwards its own traffic.
@@ -98,36 +116,37 @@ def _rules(apiserver_port: int) -> list[list[str]]:
         # The kubelet's API trusts its callers (AlwaysAllow: the dev API server has no
         # kubelet client certificate): only this machine reaches it, not its pods.
         ["INPUT", "-p", "tcp", "--dport", str(KUBELET_PORT), "!", "-i", "lo", *tag, "-j", "DROP"],
-        # The API server listens on all addresses so that pods reach it; nobody else may.
-        ["INPUT", "-p", "tcp", "--dport", str(apiserver_port), "!", "-i", BRIDGE, "-m", "addrtype",
-         "!", "--src-type", "LOCAL", *tag, "-j", "DROP"],
     ]
 
 
-def _ensure_rules(apiserver_port: int) -> None:
-    for chain, *rule in _rules(apiserver_port):
-        if _iptables("-C", chain, *rule).returncode == 0:
-            continue
-        proc = _iptables("-I", chain, "1", *rule)
-        if proc.returncode != 0:
-            raise DevEnvError(f"real node: iptables -I {chain} failed: {proc.stderr.strip()}")
+def _apiserver_rule(port: int) -> list[str]:
+    # The API server listens on all addresses so that pods reach it; nobody else may.
+    return ["INPUT", "-p", "tcp", "--dport", str(port), "!", "-i", BRIDGE, "-m", "addrtype", "!", "--src-type",
+            "LOCAL", "-m", "comment", "--comment", f"{RULE_COMMENT} apiserver", "-j", "DROP"]
+
+
+def _insert(rule: list[str]) -> None:
+    chain, *spec = rule
+    if _iptables("-C", chain, *spec).returncode == 0:
+        return
+    proc = _iptables("-I", chain, "1", *spec)
+    if proc.returncode != 0:
+        raise DevEnvError(f"real node: iptables -I {chain} failed: {proc.stderr.strip()}")
+
+
+def _delete(rule: list[str]) -> None:
+    chain, *spec = rule
+    while _iptables("-C", chain, *spec).returncode == 0:
+        _iptables("-D", chain, *spec)
 
 
 def guard_apiserver(port: int) -> None:
-    """Before the API server listens on all addresses: only this machine and its
-    pods may reach it (the rules of an earlier port go)."""
-    _remove_rules()
-    _ensure_rules(port)
+    """Before an API server listens on all addresses: only this machine and its pods reach it."""
+    _insert(_apiserver_rule(port))
 
 
-def _remove_rules() -> None:
-    """Every rule tagged RULE_COMMENT, whatever port it names."""
-    for table, chain in (("filter", "FORWARD"), ("filter", "INPUT")):
-        listing = _iptables("-t", table, "-S", chain).stdout.splitlines()
-        for line in listing:
-            if f'--comment {RULE_COMMENT}' in line or f'--comment "{RULE_COMMENT}"' in line:
-                args = line.split()[1:]  # drop "-A"
-                _iptables("-t", table, "-D", *[a.strip('"') for a in args])
+def unguard_apiserver(port: int) -> None:
+    _delete(_apiserver_rule(port))
 
 
 class RealNode:
@@ -163,6 +182,11 @@ class RealNode:
         if not enabled(ctx):
             log("real node: skipped (CLASSTOOLS_REAL_NODE=0)")
             return
+        if not runs_here(ctx):
+            # One per machine: the kubelet's ports, the bridge and the iptables rules are the machine's.
+            log(f"real node: skipped: the dev environment in {machine_owner()} runs this machine's real node "
+                "(one per machine); this one has kwok's nodes only")
+            return
         t0 = time.monotonic()
         node_ip = host_ip()
         if not node_ip:
@@ -177,23 +201,25 @@ class RealNode:
         d = self.dir(ctx)
         d.mkdir(parents=True, exist_ok=True)
         d.chmod(0o700)
-        pause = self._image(ctx, registry, "classtools-dev/pause", pins.PAUSE_VERSION, self._pause_context)
+        pause = facts["upstream_images"]["images"]["pause"]["ref"]  # mirror.py: k8s' own pause
         coredns = self._image(ctx, registry, "classtools-dev/coredns", pins.COREDNS_VERSION,
                               lambda tmp: self._coredns_context(tmp, dns_bin))
         cp_dir = Path(cp["dir"])
-        apiserver_port = int(cp["server"].rsplit(":", 1)[1])
-        self._write_configs(ctx, registry, pause, node_ip, Path(cp["dir"]) / "pki", cp["server"])
+        changed = self._write_configs(ctx, registry, pause, node_ip, Path(cp["dir"]) / "pki", cp["server"])
         self._start(ctx, "containerd", ["containerd", "--config", str(d / "containerd.toml")],
-                    lambda: self.socket(ctx).is_socket() and self._crictl_ok(ctx))
-        _ensure_rules(apiserver_port)
+                    lambda: self.socket(ctx).is_socket() and self._crictl_ok(ctx), "containerd" in changed)
+        for rule in _node_rules():
+            _insert(rule)
         self._start(ctx, "kubelet", [str(bins / "kubelet"), f"--config={d / 'kubelet.yaml'}",
                                      f"--kubeconfig={d / 'kubelet.kubeconfig'}", f"--root-dir={d / 'kubelet'}",
                                      f"--cert-dir={d / 'kubelet-pki'}", f"--hostname-override={NODE_NAME}",
                                      f"--node-ip={node_ip}", f"--node-labels={label_selector()}", "--v=1"],
-                    lambda: http_status(f"http://127.0.0.1:{NODE_PORTS['kubelet-healthz']}/healthz")[0] == 200)
+                    lambda: http_status(f"http://127.0.0.1:{NODE_PORTS['kubelet-healthz']}/healthz")[0] == 200,
+                    "kubelet" in changed)
         self._start(ctx, "kube-proxy", [str(bins / "kube-proxy"), f"--config={d / 'kube-proxy.yaml'}",
                                         f"--hostname-override={NODE_NAME}", "--v=1"],
-                    lambda: http_status(f"http://127.0.0.1:{NODE_PORTS['kube-proxy-healthz']}/healthz")[0] == 200)
+                    lambda: http_status(f"http://127.0.0.1:{NODE_PORTS['kube-proxy-healthz']}/healthz")[0] == 200,
+                    "kube-proxy" in changed)
         api = KubeApi(cp["server"], cp_dir / "pki" / "ca.crt", cp_dir / "pki" / "admin.crt",
                       cp_dir / "pki" / "admin.key")
         wait_until(lambda: self._node_ready(api), READY_TIMEOUT, f"real node: node {NODE_NAME} Ready",
@@ -210,18 +236,6 @@ class RealNode:
             f"({time.monotonic() - t0:.1f}s)")
 
     def _claim_machine(self, ctx: Context) -> None:
-        """One real node per machine: another dev dir's node holds the ports and the rules."""
-        try:
-            owner = MACHINE_LOCK.read_text().strip()
-        except OSError:
-            owner = ""
-        if owner and owner != str(ctx.dev_dir) and Path(owner, "real-node", "kubelet.pid").exists():
-            other = Context(dev_dir=Path(owner), env=ctx.env)
-            if live_pid(self.pidfile(other, "kubelet"), self.marker(other, "kubelet")):
-                raise DevEnvError(f"real node: the dev environment in {owner} runs this machine's real node "
-                                  "(one per machine: the kubelet's ports, the bridge and the iptables rules "
-                                  "are the machine's); `scripts/dev-env down` there, or CLASSTOOLS_REAL_NODE=0 "
-                                  "here")
         atomic_write(MACHINE_LOCK, f"{ctx.dev_dir}\n")
 
     def _preflight(self, ctx: Context) -> None:
@@ -239,7 +253,7 @@ class RealNode:
             name = "kube-proxy" if what.startswith("kube-proxy") else "kubelet"
             if live_pid(self.pidfile(ctx, name), self.marker(ctx, name)):
                 continue
-            if _port_taken(port):
+            if not port_is_free(port, host="0.0.0.0"):
                 raise DevEnvError(f"real node: port {port} ({what}) is taken by another process "
                                   f"(`ss -ltnp 'sport = :{port}'` names it); the node needs it")
 
@@ -264,18 +278,6 @@ class RealNode:
             run_logged([*docker, "push", ref], logfile, f"real node: docker push {ref}")
         return ref
 
-    def _pause_context(self, tmp: Path) -> None:
-        source = _module_file(pins.KUBERNETES_MODULE, pins.KUBERNETES_VERSION, "build/pause/linux/pause.c")
-        shutil.copy(source, tmp / "pause.c")
-        (tmp / "pause.c").chmod(0o644)
-        proc = subprocess.run(["gcc", "-Os", "-static", f"-DVERSION=v{pins.PAUSE_VERSION}", "-o",
-                               str(tmp / "pause"), str(tmp / "pause.c")], capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise DevEnvError(f"real node: gcc could not build pause: {proc.stderr.strip()[-400:]}")
-        subprocess.run(["strip", str(tmp / "pause")], capture_output=True)
-        (tmp / "Dockerfile").write_text('FROM scratch\nCOPY pause /pause\nUSER 65535:65535\n'
-                                        'ENTRYPOINT ["/pause"]\n')
-
     def _coredns_context(self, tmp: Path, binary: Path) -> None:
         shutil.copy(binary, tmp / "coredns")
         (tmp / "Dockerfile").write_text('FROM scratch\nCOPY coredns /coredns\nEXPOSE 53 53/udp\n'
@@ -284,9 +286,12 @@ class RealNode:
     # ---------------------------------------------------------------- configuration
 
     def _write_configs(self, ctx: Context, registry: str, pause: str, node_ip: str, pki_dir: Path,
-                       server: str) -> None:
+                       server: str) -> set[str]:
+        """Writes every file the node's processes read; returns the processes whose own
+        configuration changed (they restart to read it)."""
         d = self.dir(ctx)
-        atomic_write(d / "containerd.toml", f"""# Written by scripts/dev-env (real node); rewritten by every `up`.
+        changed = set()
+        if _write_changed(d / "containerd.toml", f"""# Written by scripts/dev-env (real node); rewritten by every `up`.
 version = 2
 root = "{d / 'containerd/root'}"
 state = "{d / 'containerd/state'}"
@@ -313,7 +318,8 @@ state = "{d / 'containerd/state'}"
     conf_dir = "{d / 'cni'}"
   [plugins."io.containerd.grpc.v1.cri".registry]
     config_path = "{d / 'certs.d'}"
-""")
+"""):
+            changed.add("containerd")
         # The dev registry speaks plain HTTP on loopback.
         atomic_write(d / "certs.d" / registry / "hosts.toml",
                      f'server = "http://{registry}"\n\n[host."http://{registry}"]\n'
@@ -332,7 +338,7 @@ state = "{d / 'containerd/state'}"
                                            ("kube-proxy", "node-proxy", "system:kube-proxy", "")):
             pki.ensure_client(pki_dir, client, cn, org)
             atomic_write(d / f"{component}.kubeconfig", pki.kubeconfig(pki_dir, client, server, embed=False), 0o600)
-        atomic_write(d / "kubelet.yaml", f"""# Written by scripts/dev-env (real node); rewritten by every `up`.
+        if _write_changed(d / "kubelet.yaml", f"""# Written by scripts/dev-env (real node); rewritten by every `up`.
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 cgroupDriver: cgroupfs                 # PID 1 is not systemd; cgroup v1
@@ -356,8 +362,9 @@ evictionHard: {{memory.available: 100Mi, nodefs.available: 1%, imagefs.available
 imageGCHighThresholdPercent: 99
 imageGCLowThresholdPercent: 98
 serializeImagePulls: false
-""")
-        atomic_write(d / "kube-proxy.yaml", f"""# Written by scripts/dev-env (real node); rewritten by every `up`.
+"""):
+            changed.add("kubelet")
+        if _write_changed(d / "kube-proxy.yaml", f"""# Written by scripts/dev-env (real node); rewritten by every `up`.
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 clientConnection: {{kubeconfig: {d / 'kube-proxy.kubeconfig'}}}
@@ -368,19 +375,23 @@ healthzBindAddress: 127.0.0.1:{NODE_PORTS['kube-proxy-healthz']}
 metricsBindAddress: 127.0.0.1:{NODE_PORTS['kube-proxy-metrics']}
 conntrack: {{maxPerCore: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}}
 nodePortAddresses: [primary]
-""")
+"""):
+            changed.add("kube-proxy")
+        return changed
 
     # ---------------------------------------------------------------- processes
 
-    def _start(self, ctx: Context, name: str, command: list[str], healthy) -> None:
+    def _start(self, ctx: Context, name: str, command: list[str], healthy, reconfigured: bool) -> None:
         pidfile, marker, logfile = self.pidfile(ctx, name), self.marker(ctx, name), self.logfile(ctx, name)
         pid = live_pid(pidfile, marker)
-        if pid and _cmdline(pid) == command and _wait(healthy, 20):
+        if pid and _cmdline(pid) == command and not reconfigured and _wait(healthy, 20):
             log(f"real node: reusing {name} (pid {pid})")
             warn_strays(ctx, f"real node: {name}", pidfile, marker, os.path.basename(command[0]))
             return
         if pid:
-            log(f"real node: restarting {name}: {'its arguments changed' if _cmdline(pid) != command else 'it does not answer'}")
+            why = ("its arguments changed" if _cmdline(pid) != command else
+                   "its configuration changed" if reconfigured else "it does not answer")
+            log(f"real node: restarting {name}: {why}")
             stop_service(ctx, f"real node: {name}", pidfile, marker, os.path.basename(command[0]))
         pid = spawn(command, logfile, pidfile, cwd=self.dir(ctx))
         log(f"real node: starting {name} (pid {pid}, log: {logfile})")
@@ -448,7 +459,8 @@ nodePortAddresses: [primary]
         proxy = cpbuild.bin_dir(ctx.env, cpbuild.REAL_NODE) / "kube-proxy"
         if proxy.exists():
             subprocess.run(as_root([str(proxy), "--cleanup"]), capture_output=True)
-        for chain in ("KUBE-FIREWALL", "KUBE-KUBELET-CANARY"):
+        # What `kube-proxy --cleanup` leaves: the kubelet's chains and kube-proxy's hint.
+        for chain in ("KUBE-FIREWALL", "KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT"):
             for table in ("filter", "nat", "mangle"):
                 for parent in ("INPUT", "OUTPUT"):
                     _iptables("-t", table, "-D", parent, "-j", chain)
@@ -468,7 +480,8 @@ nodePortAddresses: [primary]
         for mnt in mounts:
             subprocess.run(as_root(["umount", "-l", mnt]), capture_output=True)
         subprocess.run(as_root(["ip", "link", "del", BRIDGE]), capture_output=True)
-        _remove_rules()
+        for rule in _node_rules():
+            _delete(rule)
         for uid in uids:
             for link in Path("/var/log/containers").glob("*"):
                 if f"_{uid}/" in os.readlink(link) if link.is_symlink() else False:
@@ -493,10 +506,12 @@ nodePortAddresses: [primary]
     def status(self, ctx: Context) -> list[tuple[str, str, str, bool]]:
         if not enabled(ctx):
             return [("real-node", "skipped", "CLASSTOOLS_REAL_NODE=0", True)]
+        if not runs_here(ctx):
+            return [("real-node", "skipped", f"the machine's node belongs to {machine_owner()}", True)]
         lines = []
         for name in ("containerd", "kubelet", "kube-proxy"):
             pid = live_pid(self.pidfile(ctx, name), self.marker(ctx, name))
-            lines.append((f"real-node {name}", "running" if pid else "stopped",
+            lines.append((f"real-node/{name}", "running" if pid else "stopped",
                           f"pid {pid}" if pid else f"log: {self.logfile(ctx, name)}", bool(pid)))
         api = _admin_api(ctx)
         ready = False
@@ -618,30 +633,15 @@ def _stop_containers(socket: Path) -> None:
                 pass
 
 
-def _module_file(module: str, version: str, relative: str) -> Path:
-    """A file of a Go module release, from the module cache (downloaded if missing)."""
-    go = shutil.which("go") or "/usr/local/go/bin/go"
-    proc = subprocess.run([go, "mod", "download", "-json", f"{module}@{version}"], capture_output=True, text=True,
-                          env=dict(os.environ, GOFLAGS="-mod=mod"), cwd=tempfile.gettempdir())
+def _write_changed(path: Path, text: str) -> bool:
+    """Writes TEXT unless PATH holds it already; True when it changed."""
     try:
-        path = Path(json.loads(proc.stdout)["Dir"]) / relative
-    except (ValueError, KeyError):
-        raise DevEnvError(f"real node: go mod download {module}@{version} failed: "
-                          f"{(proc.stderr or proc.stdout).strip()[-300:]}") from None
-    if not path.is_file():
-        raise DevEnvError(f"real node: {relative} not found in {module}@{version}")
-    return path
-
-
-def _port_taken(port: int) -> bool:
-    import socket
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("0.0.0.0", port))
-        except OSError:
-            return True
-    return False
+        if path.read_text() == text:
+            return False
+    except OSError:
+        pass
+    atomic_write(path, text)
+    return True
 
 
 def _cmdline(pid: int) -> list[str]:

@@ -21,6 +21,7 @@ from .core import Context, DevEnvError, Lock, atomic_write, log
 from .docker import Docker
 from .gcs import GcsEmulator
 from .kubetools import KubeTools
+from .mirror import UpstreamImages
 from .realnode import RealNode
 from .registry import Registry
 from .venv import Venv
@@ -46,7 +47,7 @@ class ControlPlaneService:
 # In start order; `down` goes backwards. One-time installs (apt packages, the venv,
 # helm/kubectl, the base image) have nothing to stop.
 SERVICES = [AptPackages(), Venv(), Docker(), Registry(), GcsEmulator(), KubeTools(), BaseImage(),
-            ControlPlaneService(), RealNode()]
+            UpstreamImages(), ControlPlaneService(), RealNode()]
 
 
 def _write_services(ctx: Context, facts: dict) -> None:
