@@ -452,7 +452,8 @@ def test_diagnosis_is_read_only_and_follows_the_checklist(deployed):
     result = deployed.doit("diagnose", "--user", "ann.lee", check=True)
     calls = [c["argv"] for c in _calls(deployed)[before:]]
     verbs = [next(a for a in argv if not a.startswith("-") and a != "classtools-dev") for argv in calls]
-    assert verbs == ["get", "get", "logs", "logs", "logs"]
+    # the pod's reason (get -o json), then the checklist: every call reads
+    assert verbs == ["get", "get", "get", "logs", "logs", "logs"]
     assert "==== events of jupyter-ann-2elee" in result.stdout
     assert "==== hub and proxy pods" in deployed.doit("diagnose", check=True).stdout
     assert len(deployed.cluster.history()) == revisions
