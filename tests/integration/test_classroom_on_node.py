@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -217,6 +218,30 @@ def _log_in(context, classroom, user: str):
     return page
 
 
+def _run_until(page, cell, expected: str, tmp_path: Path, attempts: int = 4):
+    """Run CELL (Shift+Enter) until its output shows EXPECTED: a cold kernel on a loaded node
+    may take a while, and a first error is shown in full if every attempt fails."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    outputs = page.locator(".jp-Notebook .jp-Cell").first.locator(".jp-OutputArea-output")
+    # A cell run before the new kernel is connected is dropped, not queued: wait for the kernel
+    # to say Idle in the status bar, as a person waits for the kernel indicator.
+    try:
+        page.get_by_text(re.compile(r"ipykernel\) \| Idle")).first.wait_for(timeout=300_000)
+    except PlaywrightTimeout:
+        print("the kernel never said Idle in the status bar; running the cell anyway")
+    for attempt in range(attempts):
+        cell.click()
+        page.keyboard.press("Shift+Enter")
+        try:
+            outputs.filter(has_text=expected).first.wait_for(timeout=120_000)
+            return
+        except PlaywrightTimeout:
+            shown = " | ".join(outputs.all_inner_texts())[-1500:]
+            browser.screenshot(page, tmp_path, f"e2e-student-sql-attempt-{attempt + 1}")
+            print(f"attempt {attempt + 1}: no {expected!r} in the cell's output: {shown or '(none yet)'}")
+    raise AssertionError(f"the cell never printed {expected!r} in {attempts} attempts; its output: {shown}")
+
+
 def test_a_student_logs_in_in_a_browser_and_works_in_jupyterlab(classroom, tmp_path):
     cluster = classroom.cluster
     with _browser(tmp_path / "profile") as context:
@@ -225,14 +250,17 @@ def test_a_student_logs_in_in_a_browser_and_works_in_jupyterlab(classroom, tmp_p
         page.locator(".jp-DirListing-content").wait_for()
         page.locator(".jp-DirListing-item", has_text=COURSE_A).first.wait_for(timeout=120_000)
         browser.screenshot(page, tmp_path, "e2e-student-lab")
-        # A notebook in the student's server: %sql against the pod's own database
+        # A notebook in the student's server: %sql against the pod's own database. JupyterLab
+        # answers as soon as the notebook container does; the db sidecar may still be starting
+        # (its readiness probe, mariadb-admin ping, is what makes the pod Ready).
+        _wait("the student's pod Ready, its db sidecar included",
+              lambda: _ready(_pods(cluster).get(f"jupyter-{STUDENT_A}", {})), SERVER_START)
         page.locator(".jp-LauncherCard", has_text="Python 3").first.click()
         cell = page.locator(".jp-Notebook .jp-Cell .cm-content").first
         cell.wait_for()
         cell.click()
         page.keyboard.type("%load_ext sql\n%sql SELECT 40 + 2 AS answer")
-        page.keyboard.press("Shift+Enter")
-        page.locator(".jp-OutputArea-output", has_text="42").first.wait_for(timeout=120_000)
+        _run_until(page, cell, "42", tmp_path)
         browser.screenshot(page, tmp_path, "e2e-student-sql")
     pod = _pods(cluster)[f"jupyter-{STUDENT_A}"]
     assert pod["spec"]["nodeName"] == classroom.node["name"]
@@ -357,3 +385,94 @@ def test_nbgrader_round_trip_across_pods_and_courses_kept_apart(classroom):
     assert COURSE_A not in nbg.listed(outsider)
     code, out = outsider.exec(["nbgrader", "fetch_assignment", nbg.ASSIGNMENT, "--course", COURSE_A])
     assert code != 0 and "You do not have access to this course" in out, out
+
+
+class _Poller:
+    """GETs a URL every `every` seconds in a thread; records when it did not answer 200."""
+
+    def __init__(self, url: str, headers: dict | None = None, every: float = 0.25):
+        import threading
+        self.url, self.headers, self.every = url, headers or {}, every
+        self.samples: list[tuple[float, bool]] = []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        import urllib.error
+        import urllib.request
+        while not self.done.is_set():
+            started = time.monotonic()
+            try:
+                with urllib.request.urlopen(urllib.request.Request(self.url, headers=self.headers),
+                                            timeout=5) as response:
+                    ok = response.status == 200
+            except (urllib.error.URLError, OSError):
+                ok = False
+            self.samples.append((started, ok))
+            self.done.wait(self.every)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+        self.thread.join(timeout=10)
+
+    def unavailable_seconds(self) -> float:
+        """The time between the first failed sample of each outage and the next good one."""
+        down, since = 0.0, None
+        for at, ok in self.samples:
+            if not ok and since is None:
+                since = at
+            elif ok and since is not None:
+                down, since = down + at - since, None
+        if since is not None:
+            down += self.samples[-1][0] - since
+        return down
+
+    def failures(self) -> int:
+        return sum(1 for _, ok in self.samples if not ok)
+
+
+def test_an_upgrade_while_a_student_works_keeps_the_server_and_says_how_long_the_hub_was_away(
+        classroom, record_property):
+    """An edit that redeploys the hub (one more admin): the student's running server keeps
+    answering through the proxy, which keeps its route, and the hub comes back; the time the
+    hub did not answer is measured."""
+    student = _running_server(classroom, STUDENT_A)
+    _, token = _api(classroom, STUDENT_A)
+    server_url = f"{classroom.url}/user/{STUDENT_A}/api/status"
+    headers = {"Authorization": f"token {token}"}
+    # also fills the server's cache of the token's check with the hub, as a working student's has
+    _wait("the student's server answering through the proxy", lambda: _status(server_url, headers) == 200, 120)
+    text = (classroom.config / "classroom.yaml").read_text()
+    assert "admin_users: []" in text
+    classroom.write("classroom.yaml", text.replace("admin_users: []", "admin_users: [dean]", 1))
+    with _Poller(f"{classroom.url}/hub/health") as hub, _Poller(server_url, headers) as server:
+        result = classroom.doit(env=classroom.env(KUBECONFIG=classroom.cluster.kubeconfig), check=True)
+        _wait("the hub answering again", lambda: _status(f"{classroom.url}/hub/health", {}) == 200, 300)
+        time.sleep(2)
+    assert "release:jupyterhub" in result.stdout
+    hub_down = round(hub.unavailable_seconds(), 1)
+    record_property("hub_unavailable_seconds", hub_down)
+    print(json.dumps({"hub_unavailable_seconds": hub_down, "server_failed_samples": server.failures(),
+                      "server_samples": len(server.samples)}))
+    assert hub.failures() > 0, "the hub was never seen away: was it redeployed?"
+    assert server.failures() == 0, f"the student's server failed {server.failures()} of {len(server.samples)} times"
+    # the new hub knows the admin, and the student's server is still the same pod
+    assert _pods(classroom.cluster)[student.pod]["status"]["phase"] == "Running"
+    values = json.loads(classroom.cluster.helm("get", "values", classroom.cluster.release, "-o", "json").stdout)
+    assert values["jupyterhub"]["hub"]["loadRoles"]["admin"]["users"] == ["dean"]
+
+
+def _status(url: str, headers: dict) -> int:
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except (urllib.error.URLError, OSError):
+        return 0
