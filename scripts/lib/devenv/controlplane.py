@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import cpbuild, pki, realnode
-from .core import (Context, DevEnvError, atomic_write, free_port, http_ok, http_status, live_pid, log,
+from .core import (Context, DevEnvError, atomic_write, cmdline, free_port, http_ok, http_status, live_pid, log,
                    spawn, stop_pidfile, stop_service, wait_until, warn_strays)
 from .kubeapi import ApiError, KubeApi
 from .provisioner import STORAGE_CLASS
@@ -136,7 +136,7 @@ class ControlPlane:
             if comp.follows_apiserver and restart_clients:
                 stop_pidfile(comp.name, self.pidfile(comp.name), comp.marker(self))
             pid = live_pid(self.pidfile(comp.name), comp.marker(self))
-            if pid and comp.restart_on_new_command and _cmdline(pid) != comp.command(self):
+            if pid and comp.restart_on_new_command and cmdline(pid) != comp.command(self):
                 log(f"control plane: restarting {comp.name}: its arguments changed")
                 pid = None
             if pid and self._answers(comp):
@@ -272,12 +272,6 @@ class ControlPlane:
 def _ports_of(name: str) -> tuple[str, ...]:
     return {"etcd": ("etcd", "etcd-peer"), "pv-provisioner": ()}.get(name, (name,))
 
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
-    except OSError:
-        return []
 
 
 def _exists(api: KubeApi, path: str) -> bool:

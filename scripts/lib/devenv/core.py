@@ -172,6 +172,14 @@ def pid_is(pid: int | None, marker: str) -> bool:
     return marker in cmdline
 
 
+def cmdline(pid: int) -> list[str]:
+    """PID's argv ([] when it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
+    except OSError:
+        return []
+
+
 def live_pid(pidfile: Path, marker: str) -> int | None:
     pid = read_int(pidfile)
     return pid if pid_is(pid, marker) else None

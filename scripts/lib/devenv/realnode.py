@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from . import cpbuild, pins, pki
-from .core import (Context, DevEnvError, as_root, atomic_write, http_status, live_pid, log, port_is_free,
+from .core import (Context, DevEnvError, as_root, atomic_write, cmdline, http_status, live_pid, log, port_is_free,
                    run_logged, spawn, stop_service, wait_until, warn_strays)
 from .kubeapi import ApiError, KubeApi
 
@@ -153,9 +153,6 @@ class RealNode:
     name = "real-node"
     one_time = False
 
-    def __init__(self) -> None:
-        self.ctx: Context | None = None
-
     # ---------------------------------------------------------------- paths
 
     def dir(self, ctx: Context) -> Path:
@@ -205,7 +202,7 @@ class RealNode:
         coredns = self._image(ctx, registry, "classtools-dev/coredns", pins.COREDNS_VERSION,
                               lambda tmp: self._coredns_context(tmp, dns_bin))
         cp_dir = Path(cp["dir"])
-        changed = self._write_configs(ctx, registry, pause, node_ip, Path(cp["dir"]) / "pki", cp["server"])
+        changed = self._write_configs(ctx, registry, pause, node_ip, cp_dir / "pki", cp["server"])
         self._start(ctx, "containerd", ["containerd", "--config", str(d / "containerd.toml")],
                     lambda: self.socket(ctx).is_socket() and self._crictl_ok(ctx), "containerd" in changed)
         for rule in _node_rules():
@@ -384,12 +381,12 @@ nodePortAddresses: [primary]
     def _start(self, ctx: Context, name: str, command: list[str], healthy, reconfigured: bool) -> None:
         pidfile, marker, logfile = self.pidfile(ctx, name), self.marker(ctx, name), self.logfile(ctx, name)
         pid = live_pid(pidfile, marker)
-        if pid and _cmdline(pid) == command and not reconfigured and _wait(healthy, 20):
+        if pid and cmdline(pid) == command and not reconfigured and _wait(healthy, 20):
             log(f"real node: reusing {name} (pid {pid})")
             warn_strays(ctx, f"real node: {name}", pidfile, marker, os.path.basename(command[0]))
             return
         if pid:
-            why = ("its arguments changed" if _cmdline(pid) != command else
+            why = ("its arguments changed" if cmdline(pid) != command else
                    "its configuration changed" if reconfigured else "it does not answer")
             log(f"real node: restarting {name}: {why}")
             stop_service(ctx, f"real node: {name}", pidfile, marker, os.path.basename(command[0]))
@@ -643,12 +640,6 @@ def _write_changed(path: Path, text: str) -> bool:
     atomic_write(path, text)
     return True
 
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
-    except OSError:
-        return []
 
 
 def _wait(check, timeout: float) -> bool:
